@@ -1,0 +1,33 @@
+# Every target sets up what it needs: `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test lint databases bench clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/eventstore demo
+
+databases:
+	bash scripts/ensure-databases
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check eventstore projections tests benchmarks
+	$(BIN)/ruff format --check eventstore projections tests benchmarks
+	$(BIN)/mypy
+
+test: $(INSTALLED) databases lint
+	$(BIN)/pytest
+
+bench: $(INSTALLED) databases
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

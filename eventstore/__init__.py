@@ -1,0 +1,52 @@
+"""eventstore: an event-sourced, per-asset key/value state store for data pipelines.
+
+from eventstore import open_store, Asset, Writer, task
+
+with open_store() as store:                  # $EVENTSTORE_URL, else ./eventstore.db
+    orders = Asset("orders", uri="s3://data/orders/")
+    store.activate(orders)
+    state = store.asset(orders)
+    state.set("watermark", "2024-06-01T00:00:00Z")
+    store.history(orders, "watermark")       # every change: old value, new value, writer, time
+"""
+
+from eventstore.accessor import AssetState
+from eventstore.assets import Asset, AssetInfo
+from eventstore.codec import JSON
+from eventstore.context import AssetStateStoreAccessors, Task, task
+from eventstore.errors import (
+    AssetConflictError,
+    AssetNotActiveError,
+    AssetNotFoundError,
+    CompactedError,
+    SchemaVersionError,
+    StateStoreError,
+    StoreUnavailableError,
+)
+from eventstore.events import Change, Event, Op
+from eventstore.store import Store, open_store
+from eventstore.writers import Writer, WriterKind
+
+__all__ = [
+    "JSON",
+    "Asset",
+    "AssetConflictError",
+    "AssetInfo",
+    "AssetNotActiveError",
+    "AssetNotFoundError",
+    "AssetState",
+    "AssetStateStoreAccessors",
+    "Change",
+    "CompactedError",
+    "Event",
+    "Op",
+    "SchemaVersionError",
+    "StateStoreError",
+    "Store",
+    "StoreUnavailableError",
+    "Task",
+    "Writer",
+    "WriterKind",
+    "open_store",
+    "task",
+]

@@ -1,0 +1,131 @@
+"""`AssetState`: what a task holds to read and write one asset's state (get/set/delete/clear/...)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+from eventstore import codec, events
+from eventstore.assets import Asset
+from eventstore.codec import JSON
+from eventstore.writers import Writer
+
+if TYPE_CHECKING:
+    from eventstore.store import Store
+
+T = TypeVar("T")
+
+
+class AssetState:
+    """The state of one asset, written as `writer`. Cheap to create: it does no I/O until called.
+
+    Every call first checks that the asset is active (AssetNotActiveError otherwise), then the key and
+    value rules (TypeError/ValueError), then does its work in one transaction.
+    """
+
+    __slots__ = ("_asset", "_store", "_writer")
+
+    def __init__(self, store: Store, asset: Asset, writer: Writer) -> None:
+        if not isinstance(asset, Asset):
+            raise TypeError(f"Expected an Asset, got {type(asset).__name__}")
+        self._store = store
+        self._asset = asset
+        self._writer = writer
+
+    @property
+    def asset(self) -> Asset:
+        return self._asset
+
+    @property
+    def writer(self) -> Writer:
+        return self._writer
+
+    def __repr__(self) -> str:
+        return f"<AssetState {self._asset.name!r} uri={self._asset.uri!r}>"
+
+    # --- sync ------------------------------------------------------------------------------------
+
+    def get(self, key: str, default: JSON = None) -> JSON:
+        """The key's value, or `default` if the asset has no such key."""
+        self._checked(lambda: codec.check_key(key))
+        text = self._store._read(self._asset, key)
+        return default if text is None else codec.decode(text)
+
+    def set(self, key: str, value: JSON) -> None:
+        """Write `value` under `key` (one `set` event)."""
+        text = self._checked(lambda: (codec.check_key(key), codec.encode(value))[1])
+        codec.warn_if_large(key, text)
+        self._store._change(
+            self._asset, self._writer, [key], lambda current: events.set_events({key: text}, current)
+        )
+
+    def set_many(self, values: Mapping[str, JSON]) -> None:
+        """Write several keys in one transaction, one `set` event each: all or none. `{}` does nothing."""
+        texts = self._checked(lambda: {codec.check_key(k): codec.encode(v) for k, v in values.items()})
+        if not texts:
+            self._store._require_active(self._asset)
+            return
+        for key, text in texts.items():
+            codec.warn_if_large(key, text)
+        self._store._change(self._asset, self._writer, list(texts), lambda cur: events.set_events(texts, cur))
+
+    def delete(self, key: str) -> None:
+        """Remove `key`. Nothing happens (and no event is recorded) if it does not exist."""
+        self._checked(lambda: codec.check_key(key))
+        self._store._change(
+            self._asset, self._writer, [key], lambda current: events.delete_events(key, current)
+        )
+
+    def clear(self) -> None:
+        """Remove every key of the asset. Nothing happens if it has none."""
+        self._store._change(self._asset, self._writer, None, events.clear_events)
+
+    def update(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
+        """Atomically replace the value with `fn(old value or default)` and return the new value.
+
+        The asset is locked while `fn` runs, so concurrent updates never lose one another; keep `fn`
+        quick and free of side effects (it may run again if the database asks for a retry).
+        """
+        self._checked(lambda: codec.check_key(key))
+        result: list[JSON] = []
+
+        def decide(current: Mapping[str, str]) -> list[events.PendingEvent]:
+            old = codec.decode(current[key]) if key in current else default
+            text = codec.encode(fn(old))
+            codec.warn_if_large(key, text)
+            result[:] = [codec.decode(text)]
+            return events.set_events({key: text}, current)
+
+        self._store._change(self._asset, self._writer, [key], decide)
+        return result[0]
+
+    # --- async: the same calls on a worker thread, so the event loop never waits on the database ---
+
+    async def aget(self, key: str, default: JSON = None) -> JSON:
+        return await asyncio.to_thread(self.get, key, default)
+
+    async def aset(self, key: str, value: JSON) -> None:
+        await asyncio.to_thread(self.set, key, value)
+
+    async def aset_many(self, values: Mapping[str, JSON]) -> None:
+        await asyncio.to_thread(self.set_many, values)
+
+    async def adelete(self, key: str) -> None:
+        await asyncio.to_thread(self.delete, key)
+
+    async def aclear(self) -> None:
+        await asyncio.to_thread(self.clear)
+
+    async def aupdate(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
+        return await asyncio.to_thread(self.update, key, fn, default)
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _checked(self, check: Callable[[], T]) -> T:
+        """Run a key/value check; if it fails, an inactive asset is still the error the caller sees."""
+        try:
+            return check()
+        except (TypeError, ValueError):
+            self._store._require_active(self._asset)
+            raise

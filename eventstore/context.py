@@ -1,0 +1,133 @@
+"""Inside a task: `context["asset_state_store"]`, the `@task` decorator, and Airflow's error rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from eventstore.accessor import AssetState
+from eventstore.assets import Asset
+from eventstore.codec import JSON
+from eventstore.writers import Writer
+
+if TYPE_CHECKING:
+    from eventstore.store import Store
+
+
+def concrete_assets(*groups: Iterable[object]) -> list[Asset]:
+    """The `Asset`s among inlets and outlets, each once, in order; other objects are ignored."""
+    seen: dict[Asset, None] = {}
+    for group in groups:
+        for item in group:
+            if isinstance(item, Asset):
+                seen.setdefault(item, None)
+    return list(seen)
+
+
+class AssetStateStoreAccessors:
+    """`context["asset_state_store"]`: one `AssetState` per concrete inlet/outlet.
+
+    Subscript it with an asset (`ctx["asset_state_store"][orders]`), or, when the task has exactly one
+    concrete asset, call get/set/delete/clear/update/set_many (and async twins) on it directly.
+    """
+
+    def __init__(self, store: Store, assets: Iterable[Asset], writer: Writer) -> None:
+        self._by_asset = {asset: AssetState(store, asset, writer) for asset in assets}
+
+    def __getitem__(self, asset: object) -> AssetState:
+        if not isinstance(asset, Asset):
+            raise TypeError(f"Expected Asset; got {type(asset).__name__}")
+        try:
+            return self._by_asset[asset]
+        except KeyError:
+            raise KeyError(f"{asset!r} is not in this task's inlets or outlets") from None
+
+    def __len__(self) -> int:
+        return len(self._by_asset)
+
+    def __iter__(self) -> Iterator[Asset]:
+        return iter(self._by_asset)
+
+    def __contains__(self, asset: object) -> bool:
+        return asset in self._by_asset
+
+    def __repr__(self) -> str:
+        return f"<AssetStateStoreAccessors {[a.name for a in self._by_asset]}>"
+
+    def _only(self) -> AssetState:
+        if len(self._by_asset) != 1:
+            # Airflow's exact wording: other tools match on it.
+            raise ValueError(
+                f"Task has {len(self._by_asset)} concrete inlets and outlets — "
+                "use context['asset_state_store'][MY_ASSET] to specify which"
+            )
+        return next(iter(self._by_asset.values()))
+
+    # The single-asset shorthand.
+
+    def get(self, key: str, default: JSON = None) -> JSON:
+        return self._only().get(key, default)
+
+    def set(self, key: str, value: JSON) -> None:
+        self._only().set(key, value)
+
+    def set_many(self, values: Mapping[str, JSON]) -> None:
+        self._only().set_many(values)
+
+    def delete(self, key: str) -> None:
+        self._only().delete(key)
+
+    def clear(self) -> None:
+        self._only().clear()
+
+    def update(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
+        return self._only().update(key, fn, default)
+
+    async def aget(self, key: str, default: JSON = None) -> JSON:
+        return await self._only().aget(key, default)
+
+    async def aset(self, key: str, value: JSON) -> None:
+        await self._only().aset(key, value)
+
+    async def aset_many(self, values: Mapping[str, JSON]) -> None:
+        await self._only().aset_many(values)
+
+    async def adelete(self, key: str) -> None:
+        await self._only().adelete(key)
+
+    async def aclear(self) -> None:
+        await self._only().aclear()
+
+    async def aupdate(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
+        return await self._only().aupdate(key, fn, default)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A function with its declared inlets and outlets, as `@task(...)` makes it."""
+
+    function: Callable[..., Any]
+    inlets: tuple[object, ...] = field(default=())
+    outlets: tuple[object, ...] = field(default=())
+
+    def __call__(self, **context: Any) -> Any:
+        return self.function(**context)
+
+    @property
+    def __name__(self) -> str:
+        return getattr(self.function, "__name__", "task")
+
+
+def task(
+    *, inlets: Iterable[object] = (), outlets: Iterable[object] = ()
+) -> Callable[[Callable[..., Any]], Task]:
+    """Declare a task's inlets and outlets: `@task(inlets=[a], outlets=[a])` over `def f(**context)`.
+
+    Run it with `store.run_task(f, dag_id=..., run_id=..., task_id=...)`.
+    """
+
+    def declare(function: Callable[..., Any]) -> Task:
+        return Task(function, tuple(inlets), tuple(outlets))
+
+    return declare

@@ -1,0 +1,87 @@
+"""One database: its engine, its transactions, and how database failures reach the user.
+
+Every unit of work runs through `Database.run(work, write=...)`: `work(conn)` runs in one transaction
+that commits when it returns and rolls back when it raises, so nothing is ever half-applied. A deadlock
+or serialization failure runs `work` again; a connection that broke before COMMIT was sent is replaced
+once and `work` runs again; anything else that means "the database cannot be used" becomes
+`StoreUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from eventstore.dialects import WRITE_OPTION, Backend, backend_for
+from eventstore.errors import StoreUnavailableError
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 20
+
+
+class Database:
+    """An engine set up for eventstore (see `dialects`), and the transactions that run on it."""
+
+    def __init__(self, url: str | URL) -> None:
+        url = sa.make_url(url)
+        self.backend: Backend = backend_for(url.get_backend_name())
+        self.engine: Engine = sa.create_engine(url, **self.backend.engine_options())
+        self.backend.configure(self.engine)
+        self.url_for_people = self.engine.url.render_as_string(hide_password=True)
+
+    def run(self, work: Callable[[Connection], T], *, write: bool = False) -> T:
+        """Run `work(conn)` in one transaction and commit; retry what is safe to retry."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            committing = False
+            try:
+                with self.engine.connect() as conn:
+                    if write:
+                        conn.execution_options(**{WRITE_OPTION: True})
+                    transaction = conn.begin()
+                    try:
+                        result = work(conn)
+                    except BaseException:
+                        transaction.rollback()
+                        raise
+                    committing = True
+                    transaction.commit()
+                    return result
+            except DBAPIError as error:
+                if attempt < MAX_ATTEMPTS and self.backend.is_retryable(error):
+                    time.sleep(random.uniform(0, 0.002 * attempt))  # let the other transaction finish
+                    continue
+                if error.connection_invalidated and attempt == 1 and not committing:
+                    continue  # a dropped pooled connection: the pool has discarded it, try a fresh one
+                if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
+                    raise self._unavailable(error, during_commit=committing) from error
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def run_admin(self, work: Callable[[Engine], T]) -> T:
+        """Run `work(engine)` (a migration), turning "cannot use the database" into StoreUnavailableError."""
+        try:
+            return work(self.engine)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+            raise self._unavailable(error, during_commit=False) from error
+
+    def _unavailable(self, error: DBAPIError, *, during_commit: bool) -> StoreUnavailableError:
+        cause = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+        if during_commit:
+            return StoreUnavailableError(
+                f"The connection to {self.url_for_people} broke while committing ({cause}). The write may or "
+                "may not have been applied: check with history() before repeating it."
+            )
+        return StoreUnavailableError(
+            f"Cannot use the database at {self.url_for_people}: {cause}. Check that it is running and that "
+            "EVENTSTORE_URL is right; nothing of this call was applied."
+        )
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,229 @@
+"""Everything that differs between SQLite, PostgreSQL and MariaDB/MySQL, and nothing else.
+
+The rest of eventstore is dialect-free SQLAlchemy Core. What lives here:
+- column types that must behave exactly alike everywhere (`StateKey`, `JsonText`, `UtcDateTime`);
+- engine set-up: SQLite's WAL, synchronous level and `BEGIN IMMEDIATE` for writes; READ COMMITTED on
+  MariaDB/MySQL; utf8mb4;
+- upsert syntax, which errors mean "run the transaction again", and the lock that serialises
+  migrations between processes.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.exc import DBAPIError
+
+# --- Column types ---------------------------------------------------------------------------------
+
+
+class StateKey(sa.types.TypeDecorator[str]):
+    """A state key, compared exactly (case, trailing spaces) on every database.
+
+    SQLite and PostgreSQL compare text byte-wise already. MariaDB/MySQL collations ignore case or
+    trailing spaces, so there the key is stored as VARBINARY of its UTF-8 bytes (512 characters of up
+    to 4 bytes each).
+    """
+
+    impl = sa.String(512)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.VARBINARY(2048))
+        return dialect.type_descriptor(sa.String(512))
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is not None and dialect.name in ("mysql", "mariadb"):
+            return value.encode()
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if isinstance(value, bytes | bytearray):
+            return bytes(value).decode()
+        return value  # type: ignore[no-any-return]
+
+
+# JSON text of any size: TEXT is limited to 64 KiB on MariaDB/MySQL, so LONGTEXT there.
+JsonText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """An aware UTC datetime with microseconds on every database (stored as naive UTC)."""
+
+    impl = sa.DateTime(timezone=False)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime(timezone=False))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"{value!r} is a naive datetime; eventstore stores aware UTC times only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+# MariaDB/MySQL table options; other dialects ignore `mysql_*` keywords.
+TABLE_OPTIONS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
+# --- Behaviour per database ----------------------------------------------------------------------
+
+WRITE_OPTION = "eventstore_write"
+"""Execution option marking a connection that will write (SQLite then takes the write lock at BEGIN)."""
+
+
+class Backend(abc.ABC):
+    """How one kind of database does the things that differ. Chosen once per engine by `backend_for`."""
+
+    names: ClassVar[tuple[str, ...]] = ()
+
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments for `create_engine`."""
+        return {}
+
+    def configure(self, engine: Engine) -> None:  # noqa: B027 (most databases need nothing here)
+        """Install connection-level settings on a new engine."""
+
+    @abc.abstractmethod
+    def upsert(
+        self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+    ) -> sa.Executable:
+        """INSERT the rows, or UPDATE every non-key column of a row whose `keys` already exist."""
+
+    @abc.abstractmethod
+    def insert_if_absent(self, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]) -> sa.Executable:
+        """INSERT the row unless a row with the same `keys` exists (no error either way)."""
+
+    def is_retryable(self, error: DBAPIError) -> bool:
+        """True for a deadlock or serialization failure: the transaction can simply run again."""
+        return False
+
+    @contextlib.contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        """Hold a lock that keeps other processes from migrating the same database at the same time."""
+        yield
+
+
+class SQLiteBackend(Backend):
+    names = ("sqlite",)
+
+    def engine_options(self) -> dict[str, Any]:
+        # 30 s busy timeout: writers queue behind the single write lock instead of failing at once.
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+
+    def configure(self, engine: Engine) -> None:
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take transaction control from the driver so BEGIN is ours (see _on_begin).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            # WAL: readers never block the writer. synchronous=FULL: a commit is on disk when it returns,
+            # also across power loss (NORMAL would only survive a crash of the process).
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # A writer takes the write lock up front: a deferred transaction that upgrades from read to
+            # write can fail with SQLITE_BUSY at once, without waiting for the busy timeout.
+            write = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def upsert(
+        self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+    ) -> sa.Executable:
+        stmt = sqlite.insert(table).values(list(rows))
+        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
+
+    def insert_if_absent(self, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]) -> sa.Executable:
+        return sqlite.insert(table).values(dict(row)).on_conflict_do_nothing(index_elements=list(keys))
+
+
+class PostgresBackend(Backend):
+    names = ("postgresql",)
+
+    def upsert(
+        self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+    ) -> sa.Executable:
+        stmt = postgresql.insert(table).values(list(rows))
+        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
+
+    def insert_if_absent(self, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]) -> sa.Executable:
+        return postgresql.insert(table).values(dict(row)).on_conflict_do_nothing(index_elements=list(keys))
+
+    def is_retryable(self, error: DBAPIError) -> bool:
+        return getattr(error.orig, "sqlstate", None) in ("40001", "40P01")
+
+    @contextlib.contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        # Transaction-scoped: released by the commit that ends the migration.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        yield
+
+
+class MySQLBackend(Backend):
+    names = ("mysql", "mariadb")
+
+    def engine_options(self) -> dict[str, Any]:
+        # READ COMMITTED: each statement sees what committed before it, as on PostgreSQL, and InnoDB
+        # takes no gap locks, so concurrent appends to different assets do not block each other.
+        return {"isolation_level": "READ COMMITTED", "connect_args": {"charset": "utf8mb4"}}
+
+    def upsert(
+        self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+    ) -> sa.Executable:
+        stmt = mysql.insert(table).values(list(rows))
+        updates = {c.name: stmt.inserted[c.name] for c in table.columns if c.name not in keys}
+        return stmt.on_duplicate_key_update(updates)
+
+    def insert_if_absent(self, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]) -> sa.Executable:
+        stmt = mysql.insert(table).values(dict(row))
+        first_key = table.c[keys[0]]
+        return stmt.on_duplicate_key_update({first_key.name: first_key})
+
+    def is_retryable(self, error: DBAPIError) -> bool:
+        code = error.orig.args[0] if error.orig is not None and error.orig.args else None
+        return code in (1213, 1205)  # deadlock found; lock wait timeout exceeded
+
+    @contextlib.contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        # MariaDB/MySQL have no transaction-scoped advisory lock, and DDL commits implicitly anyway.
+        got = conn.execute(sa.text("SELECT GET_LOCK('eventstore_migrations', 120)")).scalar()
+        if got != 1:
+            raise TimeoutError("waited 120 s for another process to finish migrating this database")
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT RELEASE_LOCK('eventstore_migrations')"))
+
+
+_MIGRATION_LOCK_KEY = 0x6576656E7473  # "events"
+_BACKENDS: tuple[type[Backend], ...] = (SQLiteBackend, PostgresBackend, MySQLBackend)
+
+
+def backend_for(dialect_name: str) -> Backend:
+    """The backend for a SQLAlchemy dialect name (any driver of SQLite, PostgreSQL or MariaDB/MySQL)."""
+    for backend in _BACKENDS:
+        if dialect_name in backend.names:
+            return backend()
+    supported = ", ".join(name for backend in _BACKENDS for name in backend.names)
+    raise ValueError(f"eventstore does not support the {dialect_name!r} database; use one of: {supported}")

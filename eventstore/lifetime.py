@@ -1,0 +1,85 @@
+"""Asset lifetime: registering, activating and deactivating assets, each recorded as an event.
+
+An asset is active while it has a row in es_asset_active. Deactivation removes that row and hides the
+state without erasing it; activation before compaction brings it back. Only compaction erases state.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from eventstore import schema
+from eventstore.assets import Asset, text_hash
+from eventstore.dialects import Backend
+from eventstore.errors import AssetConflictError, AssetNotFoundError
+from eventstore.events import Op, PendingEvent
+from eventstore.log import EventLog, utcnow
+from eventstore.writers import Writer
+
+_assets = schema.assets
+_active = schema.asset_active
+
+
+def activate(conn: Connection, backend: Backend, log: EventLog, asset: Asset, writer: Writer) -> bool:
+    """Register the asset if new and make it active. False (and no event) if it already was."""
+    now = utcnow()
+    conn.execute(
+        backend.insert_if_absent(
+            _assets,
+            {
+                "identity_hash": asset.identity_hash,
+                "name": asset.name,
+                "uri": asset.uri,
+                "version": 0,
+                "created_at": now,
+                "deactivated_at": now,  # registered, not yet active
+            },
+            keys=["identity_hash"],
+        )
+    )
+    stream = log.lock_stream(conn, asset.identity_hash, active_only=False)
+    assert stream is not None, "the row was just ensured"
+    if conn.execute(sa.select(_active.c.asset_id).where(_active.c.asset_id == stream.asset_id)).first():
+        return False
+    name_hash, uri_hash = text_hash(asset.name), text_hash(asset.uri)
+    holder = conn.execute(
+        sa.select(_assets.c.name, _assets.c.uri)
+        .join(_active, _active.c.asset_id == _assets.c.id)
+        .where(sa.or_(_active.c.name_hash == name_hash, _active.c.uri_hash == uri_hash))
+    ).first()
+    if holder is not None:
+        raise _conflict(asset, Asset(holder.name, holder.uri))
+    try:
+        conn.execute(
+            _active.insert().values(
+                asset_id=stream.asset_id, name_hash=name_hash, uri_hash=uri_hash, activated_at=now
+            )
+        )
+    except sa.exc.IntegrityError:
+        # Another transaction activated a same-name or same-uri asset after our check.
+        raise _conflict(asset, None) from None
+    conn.execute(_assets.update().where(_assets.c.id == stream.asset_id).values(deactivated_at=None))
+    log.append(conn, stream, [PendingEvent(Op.ACTIVATE)], writer)
+    return True
+
+
+def deactivate(conn: Connection, log: EventLog, asset: Asset, writer: Writer) -> bool:
+    """Make the asset inactive. False (and no event) if it already was; AssetNotFoundError if unknown."""
+    stream = log.lock_stream(conn, asset.identity_hash, active_only=False)
+    if stream is None:
+        raise AssetNotFoundError(f"{asset!r} is not known to this store; nothing to deactivate")
+    removed = conn.execute(_active.delete().where(_active.c.asset_id == stream.asset_id)).rowcount
+    if not removed:
+        return False
+    conn.execute(_assets.update().where(_assets.c.id == stream.asset_id).values(deactivated_at=utcnow()))
+    log.append(conn, stream, [PendingEvent(Op.DEACTIVATE)], writer)
+    return True
+
+
+def _conflict(asset: Asset, holder: Asset | None) -> AssetConflictError:
+    other = f"the active asset {holder!r}" if holder else "another active asset"
+    return AssetConflictError(
+        f"Cannot activate {asset!r}: its name or uri is already used by {other}. "
+        "Deactivate that asset first, or give this one a different name and uri."
+    )

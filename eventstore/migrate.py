@@ -1,0 +1,77 @@
+"""Bringing a database to the schema this code expects, and refusing one that does not match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy.engine import Connection, Engine
+
+from eventstore.dialects import WRITE_OPTION, backend_for
+from eventstore.errors import SchemaVersionError
+
+# Our own version table, so eventstore can share a database with Airflow (which has alembic_version).
+VERSION_TABLE = "es_alembic_version"
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "eventstore ships at least one migration"
+    return head
+
+
+def current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def check(conn: Connection) -> None:
+    """Raise SchemaVersionError unless the database is exactly at this code's schema version."""
+    current, head = current_revision(conn), head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaVersionError(
+            "This database has no eventstore schema. Run `eventstore db upgrade` "
+            "(or open_store() without migrate=False) to create it."
+        )
+    try:
+        ScriptDirectory.from_config(alembic_config()).get_revision(current)
+    except CommandError:
+        raise SchemaVersionError(
+            f"This database's eventstore schema ({current}) is newer than this eventstore knows "
+            f"({head}). Upgrade the eventstore package."
+        ) from None
+    raise SchemaVersionError(
+        f"This database's eventstore schema ({current}) is older than this eventstore ({head}). "
+        "Run `eventstore db upgrade`."
+    )
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate to the newest schema. Safe to run from several processes at once."""
+    with engine.connect() as probe:
+        try:
+            check(probe)
+            return
+        except SchemaVersionError as error:
+            if "newer" in str(error):
+                raise
+    backend = backend_for(engine.dialect.name)
+    config = alembic_config()
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+        with backend.migration_lock(conn):
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        conn.commit()

@@ -1,0 +1,1 @@
+"""Alembic migrations: the only way eventstore creates or changes tables."""

@@ -1,0 +1,136 @@
+"""The data model. Every table, key, index and constraint eventstore uses, with why it exists.
+
+    es_assets ──< es_events          the append-only log: one row per change, never updated
+        │    └──< es_state           the current key/value view `get` reads (a projection of the log)
+        ├──── es_asset_active        which assets may be read and written now
+        └──< es_compactions          what compaction removed, kept forever
+    es_log_head                      the last global position handed out
+
+Migrations (eventstore/migrations) create exactly these tables; nothing else creates tables.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from eventstore.dialects import TABLE_OPTIONS, JsonText, StateKey, UtcDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _writer_columns(prefix: str) -> list[sa.Column[object]]:
+    """Who made a change: kind plus, for tasks, dag/run/task/map index/try (denormalised, as Airflow)."""
+    return [
+        sa.Column(f"{prefix}kind", sa.String(16), nullable=False),  # task | watcher | api | cli
+        sa.Column(f"{prefix}dag_id", sa.String(250)),
+        sa.Column(f"{prefix}run_id", sa.String(250)),
+        sa.Column(f"{prefix}task_id", sa.String(250)),
+        sa.Column(f"{prefix}map_index", sa.Integer),
+        sa.Column(f"{prefix}try_number", sa.Integer),
+    ]
+
+
+assets = sa.Table(
+    "es_assets",
+    metadata,
+    # Assets are never deleted, so an id is never reused and always names the same (name, uri).
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # SHA-256 of name NUL uri: exact, case- and space-sensitive lookup with a short index on every database.
+    sa.Column("identity_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("uri", sa.Text, nullable=False),
+    # The last version of the asset's stream. Writers lock this row first, which serialises the writes
+    # of one asset (and only of that asset); it survives compaction so versions never restart.
+    sa.Column("version", sa.BigInteger, nullable=False),
+    # recorded_at of the last event: new events are stamped no earlier, so time never runs backwards
+    # within a stream, even when writer clocks disagree.
+    sa.Column("last_recorded_at", UtcDateTime),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # When the asset was last deactivated; NULL while active. Compaction's grace period counts from here.
+    sa.Column("deactivated_at", UtcDateTime),
+    **TABLE_OPTIONS,
+)
+
+asset_active = sa.Table(
+    "es_asset_active",
+    metadata,
+    # A row here = the asset is active (Airflow's asset_active). Removing it hides the state.
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey(assets.c.id), primary_key=True),
+    # At most one active asset per name and per uri, as Airflow enforces; hashes for exact comparison.
+    sa.Column("name_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("uri_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("activated_at", UtcDateTime, nullable=False),
+    **TABLE_OPTIONS,
+)
+
+events = sa.Table(
+    "es_events",
+    metadata,
+    # Global position: handed out from es_log_head as the last step before commit, so positions appear
+    # in commit order with no gaps behind a reader; never reused, even after rows are deleted.
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey(assets.c.id), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),  # 1, 2, 3, ... within the asset's stream
+    sa.Column("op", sa.String(16), nullable=False),  # set | delete | clear | activate | deactivate
+    sa.Column("key", StateKey),  # set/delete only
+    sa.Column("value", JsonText),  # the new value's JSON text (set only)
+    sa.Column("previous", JsonText),  # what the change replaced (set/delete: old value; clear: all keys)
+    *_writer_columns("writer_"),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    # One event per version: a second writer can never slip in the same version (the optimistic guard
+    # under the row lock; also serves reads of one stream in order).
+    sa.UniqueConstraint("asset_id", "version"),
+    # One key's history without scanning the stream (clears have key NULL and sort together).
+    sa.Index(None, "asset_id", "key", "position"),
+    # As-of by time within a stream.
+    sa.Index(None, "asset_id", "recorded_at"),
+    **TABLE_OPTIONS,
+)
+
+state = sa.Table(
+    "es_state",
+    metadata,
+    # The current key/value view: what `get` reads. Updated in the transaction that appends the event;
+    # always equal to the fold of the log, and rebuildable from it.
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey(assets.c.id), primary_key=True),
+    sa.Column("key", StateKey, primary_key=True),
+    sa.Column("value", JsonText, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),  # the stream version that wrote this value
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    *_writer_columns("updated_by_"),
+    **TABLE_OPTIONS,
+)
+
+log_head = sa.Table(
+    "es_log_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1: a single row
+    # The last global position handed out. Only ever grows. Updating it is the ordering lock: it is the
+    # last statement of every appending transaction, so positions commit in the order they are given.
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+    **TABLE_OPTIONS,
+)
+
+compactions = sa.Table(
+    "es_compactions",
+    metadata,
+    # One row per compaction of an asset, kept forever: "existed, compacted on ...".
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey(assets.c.id), nullable=False, index=True),
+    sa.Column("last_version", sa.BigInteger, nullable=False),  # the stream continues after this version
+    sa.Column("events", sa.BigInteger, nullable=False),  # how many events were removed
+    sa.Column("keys", sa.BigInteger, nullable=False),  # how many view rows were removed
+    sa.Column("deactivated_at", UtcDateTime),  # when the asset was last deactivated
+    sa.Column("position", sa.BigInteger, nullable=False),  # the highest position assigned at compaction
+    sa.Column("compacted_at", UtcDateTime, nullable=False),
+    **TABLE_OPTIONS,
+)
