@@ -44,6 +44,13 @@ def _drop_statement(backend: str, name: str) -> str:
 
 def create_database(backend: str, name: str) -> str:
     """Create (or re-create) database `name` on the backend's server and migrate it; return its URL."""
+    url = create_empty_database(backend, name)
+    open_store(url).close()
+    return url
+
+
+def create_empty_database(backend: str, name: str) -> str:
+    """Create (or re-create) database `name` on the backend's server, without any table."""
     admin = _admin(backend)
     try:
         with admin.connect() as conn:
@@ -56,9 +63,7 @@ def create_database(backend: str, name: str) -> str:
         unavailable(backend, str(error.orig).splitlines()[0])
     finally:
         admin.dispose()
-    url = f"{SERVERS[backend]}/{name}"
-    open_store(url).close()
-    return url
+    return f"{SERVERS[backend]}/{name}"
 
 
 def drop_database(backend: str, url: str) -> None:

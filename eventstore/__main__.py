@@ -1,0 +1,5 @@
+import sys
+
+from eventstore.cli import main
+
+sys.exit(main())
