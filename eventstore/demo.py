@@ -23,7 +23,7 @@ from eventstore.store import Store, open_store
 orders = Asset("orders", uri="s3://data/orders/")
 
 # The upstream system: orders arrive over time; run n of the producer sees the first `visible` of them.
-ORDERS = [
+ORDERS: list[dict[str, Any]] = [
     {"id": 1, "created_at": "2024-06-01T08:15:00Z", "amount": 120},
     {"id": 2, "created_at": "2024-06-01T09:40:00Z", "amount": 75},
     {"id": 3, "created_at": "2024-06-01T17:05:00Z", "amount": 310},
