@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -100,14 +100,15 @@ class Backend(abc.ABC):
         """Install connection-level settings on a new engine."""
 
     @abc.abstractmethod
-    def upsert(
-        self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
-    ) -> sa.Executable:
-        """INSERT the rows, or UPDATE every non-key column of a row whose `keys` already exist."""
+    def upsert(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
+        """INSERT rows, or UPDATE every non-key column of a row whose `keys` already exist.
+
+        Build it once and execute it with the rows as parameters (one dict, or a list for many).
+        """
 
     @abc.abstractmethod
-    def insert_if_absent(self, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]) -> sa.Executable:
-        """INSERT the row unless a row with the same `keys` exists (no error either way)."""
+    def insert_if_absent(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
+        """INSERT a row unless a row with the same `keys` exists (no error either way); rows as parameters."""
 
     def is_retryable(self, error: DBAPIError) -> bool:
         """True for a deadlock or serialization failure: the transaction can simply run again."""
@@ -146,29 +147,25 @@ class SQLiteBackend(Backend):
             write = conn.get_execution_options().get(WRITE_OPTION, False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
-    def upsert(
-        self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
-    ) -> sa.Executable:
-        stmt = sqlite.insert(table).values(list(rows))
+    def upsert(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
+        stmt = sqlite.insert(table)
         updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
         return stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
 
-    def insert_if_absent(self, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]) -> sa.Executable:
-        return sqlite.insert(table).values(dict(row)).on_conflict_do_nothing(index_elements=list(keys))
+    def insert_if_absent(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 class PostgresBackend(Backend):
     names = ("postgresql",)
 
-    def upsert(
-        self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
-    ) -> sa.Executable:
-        stmt = postgresql.insert(table).values(list(rows))
+    def upsert(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
+        stmt = postgresql.insert(table)
         updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
         return stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
 
-    def insert_if_absent(self, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]) -> sa.Executable:
-        return postgresql.insert(table).values(dict(row)).on_conflict_do_nothing(index_elements=list(keys))
+    def insert_if_absent(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
     def is_retryable(self, error: DBAPIError) -> bool:
         return getattr(error.orig, "sqlstate", None) in ("40001", "40P01")
@@ -188,17 +185,14 @@ class MySQLBackend(Backend):
         # takes no gap locks, so concurrent appends to different assets do not block each other.
         return {"isolation_level": "READ COMMITTED", "connect_args": {"charset": "utf8mb4"}}
 
-    def upsert(
-        self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
-    ) -> sa.Executable:
-        stmt = mysql.insert(table).values(list(rows))
+    def upsert(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
+        stmt = mysql.insert(table)
         updates = {c.name: stmt.inserted[c.name] for c in table.columns if c.name not in keys}
         return stmt.on_duplicate_key_update(updates)
 
-    def insert_if_absent(self, table: sa.Table, row: Mapping[str, Any], keys: Sequence[str]) -> sa.Executable:
-        stmt = mysql.insert(table).values(dict(row))
+    def insert_if_absent(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
         first_key = table.c[keys[0]]
-        return stmt.on_duplicate_key_update({first_key.name: first_key})
+        return mysql.insert(table).on_duplicate_key_update({first_key.name: first_key})
 
     def is_retryable(self, error: DBAPIError) -> bool:
         code = error.orig.args[0] if error.orig is not None and error.orig.args else None

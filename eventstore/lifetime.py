@@ -25,18 +25,15 @@ def activate(conn: Connection, backend: Backend, log: EventLog, asset: Asset, wr
     """Register the asset if new and make it active. False (and no event) if it already was."""
     now = utcnow()
     conn.execute(
-        backend.insert_if_absent(
-            _assets,
-            {
-                "identity_hash": asset.identity_hash,
-                "name": asset.name,
-                "uri": asset.uri,
-                "version": 0,
-                "created_at": now,
-                "deactivated_at": now,  # registered, not yet active
-            },
-            keys=["identity_hash"],
-        )
+        backend.insert_if_absent(_assets, keys=["identity_hash"]),
+        {
+            "identity_hash": asset.identity_hash,
+            "name": asset.name,
+            "uri": asset.uri,
+            "version": 0,
+            "created_at": now,
+            "deactivated_at": now,  # registered, not yet active
+        },
     )
     stream = log.lock_stream(conn, asset.identity_hash, active_only=False)
     assert stream is not None, "the row was just ensured"

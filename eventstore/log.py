@@ -56,6 +56,12 @@ _lock_stream = (
 )
 _lock_active_stream = _lock_stream.where(_is_active)
 
+_advance_stream = (
+    _assets.update()
+    .where(_assets.c.id == sa.bindparam("asset_id"))
+    .values(version=sa.bindparam("new_version"), last_recorded_at=sa.bindparam("recorded_at"))
+)
+_insert_events = _events.insert()
 _advance_head = _head.update().where(_head.c.id == 1).values(position=_head.c.position + sa.bindparam("n"))
 _read_head = sa.select(_head.c.position).where(_head.c.id == 1)
 
@@ -103,15 +109,14 @@ class EventLog:
         for projection in self.projections:
             projection.apply(conn, events)
         conn.execute(
-            _assets.update()
-            .where(_assets.c.id == stream.asset_id)
-            .values(version=events[-1].version, last_recorded_at=now)
+            _advance_stream,
+            {"asset_id": stream.asset_id, "new_version": events[-1].version, "recorded_at": now},
         )
         # The ordering lock: nothing may follow it in the transaction but the insert and COMMIT.
         last = self._reserve_positions(conn, len(events))
         first = last - len(events) + 1
         conn.execute(
-            _events.insert(),
+            _insert_events,
             [
                 {
                     "position": first + i,

@@ -34,11 +34,20 @@ _lookup = (
 )
 
 
+# Built once: SQLAlchemy then compiles each of them once and reuses the compiled form.
+_read_all = sa.select(_view.c.key, _view.c.value).where(_view.c.asset_id == sa.bindparam("asset_id"))
+_read_keys = _read_all.where(_view.c.key.in_(sa.bindparam("keys", expanding=True)))
+_delete_key = _view.delete().where(
+    _view.c.asset_id == sa.bindparam("asset_id"), _view.c.key == sa.bindparam("key")
+)
+_delete_all = _view.delete().where(_view.c.asset_id == sa.bindparam("asset_id"))
+
+
 class CurrentStateView:
     """Reads and maintains es_state."""
 
     def __init__(self, backend: Backend) -> None:
-        self.backend = backend
+        self._upsert_rows = backend.upsert(_view, keys=["asset_id", "key"])
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -51,10 +60,11 @@ class CurrentStateView:
     @staticmethod
     def read(conn: Connection, asset_id: int, keys: Iterable[str] | None = None) -> dict[str, str]:
         """The asset's current JSON texts by key: all of them, or only `keys`."""
-        query = sa.select(_view.c.key, _view.c.value).where(_view.c.asset_id == asset_id)
-        if keys is not None:
-            query = query.where(_view.c.key.in_(list(keys)))
-        return {row.key: row.value for row in conn.execute(query)}
+        if keys is None:
+            rows = conn.execute(_read_all, {"asset_id": asset_id})
+        else:
+            rows = conn.execute(_read_keys, {"asset_id": asset_id, "keys": list(keys)})
+        return {row.key: row.value for row in rows}
 
     # --- maintaining -----------------------------------------------------------------------------
 
@@ -69,12 +79,10 @@ class CurrentStateView:
                 batch[(event.asset_id, event.key)] = self.row(event)
             elif event.op is Op.DELETE:
                 self._upsert(conn, batch)
-                conn.execute(
-                    _view.delete().where(_view.c.asset_id == event.asset_id, _view.c.key == event.key)
-                )
+                conn.execute(_delete_key, {"asset_id": event.asset_id, "key": event.key})
             elif event.op is Op.CLEAR:
                 self._upsert(conn, batch)
-                conn.execute(_view.delete().where(_view.c.asset_id == event.asset_id))
+                conn.execute(_delete_all, {"asset_id": event.asset_id})
         self._upsert(conn, batch)
 
     @staticmethod
@@ -91,5 +99,5 @@ class CurrentStateView:
 
     def _upsert(self, conn: Connection, batch: dict[tuple[int, str], dict[str, Any]]) -> None:
         if batch:
-            conn.execute(self.backend.upsert(_view, list(batch.values()), keys=["asset_id", "key"]))
+            conn.execute(self._upsert_rows, list(batch.values()))
             batch.clear()
