@@ -35,10 +35,12 @@ class AssetState:
 
     @property
     def asset(self) -> Asset:
+        """The asset whose state this is."""
         return self._asset
 
     @property
     def writer(self) -> Writer:
+        """Who the events of this accessor are recorded as."""
         return self._writer
 
     def __repr__(self) -> str:
@@ -103,21 +105,27 @@ class AssetState:
     # --- async: the same calls on a worker thread, so the event loop never waits on the database ---
 
     async def aget(self, key: str, default: JSON = None) -> JSON:
+        """`get` on a worker thread."""
         return await asyncio.to_thread(self.get, key, default)
 
     async def aset(self, key: str, value: JSON) -> None:
+        """`set` on a worker thread."""
         await asyncio.to_thread(self.set, key, value)
 
     async def aset_many(self, values: Mapping[str, JSON]) -> None:
+        """`set_many` on a worker thread."""
         await asyncio.to_thread(self.set_many, values)
 
     async def adelete(self, key: str) -> None:
+        """`delete` on a worker thread."""
         await asyncio.to_thread(self.delete, key)
 
     async def aclear(self) -> None:
+        """`clear` on a worker thread."""
         await asyncio.to_thread(self.clear)
 
     async def aupdate(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
+        """`update` on a worker thread."""
         return await asyncio.to_thread(self.update, key, fn, default)
 
     # ---------------------------------------------------------------------------------------------

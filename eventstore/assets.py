@@ -63,4 +63,5 @@ class AssetInfo:
 
     @property
     def asset(self) -> Asset:
+        """The `Asset` this record describes."""
         return Asset(self.name, self.uri)

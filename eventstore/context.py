@@ -64,42 +64,54 @@ class AssetStateStoreAccessors:
             )
         return next(iter(self._by_asset.values()))
 
-    # The single-asset shorthand.
+    # The single-asset shorthand: each method is the AssetState method of the only concrete asset.
 
     def get(self, key: str, default: JSON = None) -> JSON:
+        """`AssetState.get` of the only concrete asset (ValueError unless there is exactly one)."""
         return self._only().get(key, default)
 
     def set(self, key: str, value: JSON) -> None:
+        """`AssetState.set` of the only concrete asset (ValueError unless there is exactly one)."""
         self._only().set(key, value)
 
     def set_many(self, values: Mapping[str, JSON]) -> None:
+        """`AssetState.set_many` of the only concrete asset (ValueError unless there is exactly one)."""
         self._only().set_many(values)
 
     def delete(self, key: str) -> None:
+        """`AssetState.delete` of the only concrete asset (ValueError unless there is exactly one)."""
         self._only().delete(key)
 
     def clear(self) -> None:
+        """`AssetState.clear` of the only concrete asset (ValueError unless there is exactly one)."""
         self._only().clear()
 
     def update(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
+        """`AssetState.update` of the only concrete asset (ValueError unless there is exactly one)."""
         return self._only().update(key, fn, default)
 
     async def aget(self, key: str, default: JSON = None) -> JSON:
+        """`AssetState.aget` of the only concrete asset."""
         return await self._only().aget(key, default)
 
     async def aset(self, key: str, value: JSON) -> None:
+        """`AssetState.aset` of the only concrete asset."""
         await self._only().aset(key, value)
 
     async def aset_many(self, values: Mapping[str, JSON]) -> None:
+        """`AssetState.aset_many` of the only concrete asset."""
         await self._only().aset_many(values)
 
     async def adelete(self, key: str) -> None:
+        """`AssetState.adelete` of the only concrete asset."""
         await self._only().adelete(key)
 
     async def aclear(self) -> None:
+        """`AssetState.aclear` of the only concrete asset."""
         await self._only().aclear()
 
     async def aupdate(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
+        """`AssetState.aupdate` of the only concrete asset."""
         return await self._only().aupdate(key, fn, default)
 
 

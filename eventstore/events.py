@@ -20,6 +20,8 @@ from eventstore.writers import Writer
 
 
 class Op(StrEnum):
+    """What an event did."""
+
     SET = "set"
     DELETE = "delete"
     CLEAR = "clear"

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 
 class WriterKind(StrEnum):
+    """What kind of client made a change."""
+
     TASK = "task"
     WATCHER = "watcher"
     API = "api"
@@ -42,14 +44,17 @@ class Writer:
 
     @classmethod
     def watcher(cls) -> Writer:
+        """An asset watcher (a trigger), which has no task instance."""
         return cls(WriterKind.WATCHER)
 
     @classmethod
     def api(cls) -> Writer:
+        """The Python API or REST server, used when no writer is given."""
         return cls(WriterKind.API)
 
     @classmethod
     def cli(cls) -> Writer:
+        """The `eventstore` shell command."""
         return cls(WriterKind.CLI)
 
     def __str__(self) -> str:
