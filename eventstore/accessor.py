@@ -59,7 +59,7 @@ class AssetState:
         text = self._checked(lambda: (codec.check_key(key), codec.encode(value))[1])
         codec.warn_if_large(key, text)
         self._store._change(
-            self._asset, self._writer, [key], lambda current: events.set_events({key: text}, current)
+            self._asset, self._writer, [key], 1, lambda current: events.set_events({key: text}, current)
         )
 
     def set_many(self, values: Mapping[str, JSON]) -> None:
@@ -70,18 +70,20 @@ class AssetState:
             return
         for key, text in texts.items():
             codec.warn_if_large(key, text)
-        self._store._change(self._asset, self._writer, list(texts), lambda cur: events.set_events(texts, cur))
+        self._store._change(
+            self._asset, self._writer, list(texts), len(texts), lambda cur: events.set_events(texts, cur)
+        )
 
     def delete(self, key: str) -> None:
         """Remove `key`. Nothing happens (and no event is recorded) if it does not exist."""
         self._checked(lambda: codec.check_key(key))
         self._store._change(
-            self._asset, self._writer, [key], lambda current: events.delete_events(key, current)
+            self._asset, self._writer, [key], 1, lambda current: events.delete_events(key, current)
         )
 
     def clear(self) -> None:
         """Remove every key of the asset. Nothing happens if it has none."""
-        self._store._change(self._asset, self._writer, None, events.clear_events)
+        self._store._change(self._asset, self._writer, None, 1, events.clear_events)
 
     def update(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
         """Atomically replace the value with `fn(old value or default)` and return the new value.
@@ -99,7 +101,7 @@ class AssetState:
             result[:] = [codec.decode(text)]
             return events.set_events({key: text}, current)
 
-        self._store._change(self._asset, self._writer, [key], decide)
+        self._store._change(self._asset, self._writer, [key], 1, decide)
         return result[0]
 
     # --- async: the same calls on a worker thread, so the event loop never waits on the database ---

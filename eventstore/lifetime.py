@@ -14,15 +14,15 @@ from eventstore.assets import Asset, text_hash
 from eventstore.dialects import Backend
 from eventstore.errors import AssetConflictError, AssetNotFoundError
 from eventstore.events import Op, PendingEvent
-from eventstore.log import EventLog, utcnow
+from eventstore.log import EventLog, NothingToRecord, utcnow
 from eventstore.writers import Writer
 
 _assets = schema.assets
 _active = schema.asset_active
 
 
-def activate(conn: Connection, backend: Backend, log: EventLog, asset: Asset, writer: Writer) -> bool:
-    """Register the asset if new and make it active. False (and no event) if it already was."""
+def activate(conn: Connection, backend: Backend, log: EventLog, asset: Asset, writer: Writer) -> None:
+    """Register the asset if new and make it active; NothingToRecord if it already was."""
     now = utcnow()
     conn.execute(
         backend.insert_if_absent(_assets, keys=["identity_hash"]),
@@ -35,10 +35,10 @@ def activate(conn: Connection, backend: Backend, log: EventLog, asset: Asset, wr
             "deactivated_at": now,  # registered, not yet active
         },
     )
-    stream = log.lock_stream(conn, asset.identity_hash, active_only=False)
-    assert stream is not None, "the row was just ensured"
-    if conn.execute(sa.select(_active.c.asset_id).where(_active.c.asset_id == stream.asset_id)).first():
-        return False
+    claim = log.claim(conn, asset.identity_hash, 1, active_only=False)
+    assert claim is not None, "the row was just ensured"
+    if conn.execute(sa.select(_active.c.asset_id).where(_active.c.asset_id == claim.asset_id)).first():
+        raise NothingToRecord  # already active
     name_hash, uri_hash = text_hash(asset.name), text_hash(asset.uri)
     holder = conn.execute(
         sa.select(_assets.c.name, _assets.c.uri)
@@ -50,28 +50,28 @@ def activate(conn: Connection, backend: Backend, log: EventLog, asset: Asset, wr
     try:
         conn.execute(
             _active.insert().values(
-                asset_id=stream.asset_id, name_hash=name_hash, uri_hash=uri_hash, activated_at=now
+                asset_id=claim.asset_id, name_hash=name_hash, uri_hash=uri_hash, activated_at=now
             )
         )
     except sa.exc.IntegrityError:
         # Another transaction activated a same-name or same-uri asset after our check.
         raise _conflict(asset, None) from None
-    conn.execute(_assets.update().where(_assets.c.id == stream.asset_id).values(deactivated_at=None))
-    log.append(conn, stream, [PendingEvent(Op.ACTIVATE)], writer)
-    return True
+    conn.execute(_assets.update().where(_assets.c.id == claim.asset_id).values(deactivated_at=None))
+    log.append(conn, claim, [PendingEvent(Op.ACTIVATE)], writer)
 
 
-def deactivate(conn: Connection, log: EventLog, asset: Asset, writer: Writer) -> bool:
-    """Make the asset inactive. False (and no event) if it already was; AssetNotFoundError if unknown."""
-    stream = log.lock_stream(conn, asset.identity_hash, active_only=False)
-    if stream is None:
+def deactivate(conn: Connection, log: EventLog, asset: Asset, writer: Writer) -> None:
+    """Make the asset inactive; NothingToRecord if it already was, AssetNotFoundError if unknown."""
+    claim = log.claim(conn, asset.identity_hash, 1, active_only=False)
+    if claim is None:
         raise AssetNotFoundError(f"{asset!r} is not known to this store; nothing to deactivate")
-    removed = conn.execute(_active.delete().where(_active.c.asset_id == stream.asset_id)).rowcount
+    removed = conn.execute(_active.delete().where(_active.c.asset_id == claim.asset_id)).rowcount
     if not removed:
-        return False
-    conn.execute(_assets.update().where(_assets.c.id == stream.asset_id).values(deactivated_at=utcnow()))
-    log.append(conn, stream, [PendingEvent(Op.DEACTIVATE)], writer)
-    return True
+        raise NothingToRecord  # already inactive
+    conn.execute(
+        _assets.update().where(_assets.c.id == claim.asset_id).values(deactivated_at=claim.recorded_at)
+    )
+    log.append(conn, claim, [PendingEvent(Op.DEACTIVATE)], writer)
 
 
 def _conflict(asset: Asset, holder: Asset | None) -> AssetConflictError:

@@ -2,11 +2,13 @@
 
 An append runs inside the caller's transaction, in this order:
 
-1. `lock_stream` locks the asset's row (SELECT ... FOR UPDATE). Writers of one asset queue here, and
-   only here; writers of other assets go on. Holding it, the caller reads the current state and
-   decides the events, so no update is ever lost and versions are consecutive.
-2. `append` stamps the events (next versions, a time no earlier than the stream's last), lets every
-   inline projection apply them, and moves the stream's head.
+1. `claim` locks the asset's row and reserves the stream's next versions in one statement (UPDATE ...
+   RETURNING). Writers of one asset queue here, and only here; writers of other assets go on. Holding
+   the lock, the caller reads the current state and decides the events, so no update is ever lost and
+   versions are consecutive. If it decides that nothing changes, it raises `NothingToRecord` and the
+   transaction rolls back, versions and all.
+2. `append` stamps the events (the claimed versions, a time no earlier than the stream's last) and
+   lets every inline projection apply them.
 3. Last, it takes the global ordering lock by advancing `es_log_head` and inserts the events with the
    positions it got. The lock is held only from there to COMMIT, so positions become visible in the
    order they were handed out: a reader that has seen position p never later finds a new event <= p.
@@ -42,6 +44,22 @@ class Stream:
     last_recorded_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Versions reserved in a locked stream, and the time its new events are stamped with."""
+
+    asset_id: int
+    versions: range
+    recorded_at: datetime
+
+
+class NothingToRecord(Exception):
+    """Raised inside a write transaction that claimed versions but has no change to record.
+
+    The transaction rolls back, so the stream's head is as it was; callers treat it as a no-op.
+    """
+
+
 _assets = schema.assets
 _active = schema.asset_active
 _events = schema.events
@@ -56,10 +74,18 @@ _lock_stream = (
 )
 _lock_active_stream = _lock_stream.where(_is_active)
 
-_advance_stream = (
-    _assets.update()
-    .where(_assets.c.id == sa.bindparam("asset_id"))
-    .values(version=sa.bindparam("new_version"), last_recorded_at=sa.bindparam("recorded_at"))
+# Lock the stream and reserve n versions; recorded_at never moves backwards within a stream.
+_claim = _assets.update().values(
+    version=_assets.c.version + sa.bindparam("n"),
+    last_recorded_at=sa.case(
+        (_assets.c.last_recorded_at > sa.bindparam("now"), _assets.c.last_recorded_at),
+        else_=sa.bindparam("now"),
+    ),
+)
+_claim_any = _claim.where(_assets.c.identity_hash == sa.bindparam("asset_identity"))
+_claim_active = _claim_any.where(_is_active)
+_claimed = sa.select(_assets.c.id, _assets.c.version, _assets.c.last_recorded_at).where(
+    _assets.c.identity_hash == sa.bindparam("asset_identity")
 )
 _insert_events = _events.insert()
 _advance_head = _head.update().where(_head.c.id == 1).values(position=_head.c.position + sa.bindparam("n"))
@@ -93,25 +119,35 @@ class EventLog:
         row = conn.execute(query, {"identity_hash": identity_hash}).first()
         return None if row is None else Stream(row.id, row.version, row.last_recorded_at)
 
+    def claim(self, conn: Connection, identity_hash: str, n: int, *, active_only: bool) -> Claim | None:
+        """Lock the asset's stream and reserve its next `n` versions; None if the asset is unknown (or,
+        with active_only, inactive)."""
+        params = {"asset_identity": identity_hash, "n": n, "now": utcnow()}
+        query = _claim_active if active_only else _claim_any
+        if conn.dialect.update_returning:
+            row = conn.execute(query.returning(*_claimed.selected_columns), params).first()
+        elif conn.execute(query, params).rowcount:
+            row = conn.execute(_claimed, params).first()  # MariaDB: no UPDATE ... RETURNING
+        else:
+            row = None
+        if row is None:
+            return None
+        return Claim(row.id, range(row.version - n + 1, row.version + 1), row.last_recorded_at)
+
     def append(
-        self, conn: Connection, stream: Stream, pending: Sequence[PendingEvent], writer: Writer
+        self, conn: Connection, claim: Claim, pending: Sequence[PendingEvent], writer: Writer
     ) -> list[NewEvent]:
-        """Append `pending` to the locked `stream`; the caller's transaction commits them."""
+        """Append `pending` (exactly as many events as `claim` reserved) in the caller's transaction."""
         if not pending:
-            return []
-        now = utcnow()
-        if stream.last_recorded_at is not None and stream.last_recorded_at > now:
-            now = stream.last_recorded_at
+            raise NothingToRecord
+        if len(pending) != len(claim.versions):
+            raise ValueError(f"claimed {len(claim.versions)} versions for {len(pending)} events")
         events = [
-            NewEvent(stream.asset_id, stream.version + i, now, p.op, p.key, p.value, p.previous, writer)
-            for i, p in enumerate(pending, start=1)
+            NewEvent(claim.asset_id, version, claim.recorded_at, p.op, p.key, p.value, p.previous, writer)
+            for version, p in zip(claim.versions, pending, strict=True)
         ]
         for projection in self.projections:
             projection.apply(conn, events)
-        conn.execute(
-            _advance_stream,
-            {"asset_id": stream.asset_id, "new_version": events[-1].version, "recorded_at": now},
-        )
         # The ordering lock: nothing may follow it in the transaction but the insert and COMMIT.
         last = self._reserve_positions(conn, len(events))
         first = last - len(events) + 1

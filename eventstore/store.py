@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from eventstore import lifetime, schema
+from eventstore import compaction, lifetime, schema
 from eventstore import migrate as migrations
 from eventstore.accessor import AssetState
 from eventstore.assets import Asset, AssetInfo
+from eventstore.codec import JSON
+from eventstore.compaction import CompactionRecord, CompactionReport
 from eventstore.context import AssetStateStoreAccessors, Task, concrete_assets
 from eventstore.database import Database
 from eventstore.errors import AssetNotActiveError, AssetNotFoundError
 from eventstore.events import Change, Event, NewEvent, PendingEvent
-from eventstore.log import EventLog
+from eventstore.log import EventLog, NothingToRecord
 from eventstore.writers import Writer
 from projections import history as history_reader
+from projections import rebuild, replay
 from projections.current_state import CurrentStateView
+from projections.rebuild import Drift, RebuildReport
+from projections.snapshots import SnapshotProjection
 
 DEFAULT_URL = "sqlite:///eventstore.db"
+
+T = TypeVar("T")
 
 _assets = schema.assets
 _active = schema.asset_active
@@ -55,7 +62,8 @@ class Store:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._view = CurrentStateView(database.backend)
-        self._log = EventLog(projections=[self._view])
+        # Snapshots copy the view's rows after it has applied the events, so they come after it.
+        self._log = EventLog(projections=[self._view, SnapshotProjection(database.backend)])
 
     @property
     def url(self) -> str:
@@ -82,15 +90,13 @@ class Store:
         """Register `asset` if new and make it active, appending an `activate` event (none if active)."""
         _check_asset(asset)
         author = writer or Writer.api()
-        self._db.run(
-            lambda conn: lifetime.activate(conn, self._db.backend, self._log, asset, author), write=True
-        )
+        self._record(lambda conn: lifetime.activate(conn, self._db.backend, self._log, asset, author))
 
     def deactivate(self, asset: Asset, writer: Writer | None = None) -> None:
         """Hide the asset's state (a `deactivate` event) until it is activated again or compacted."""
         _check_asset(asset)
         author = writer or Writer.api()
-        self._db.run(lambda conn: lifetime.deactivate(conn, self._log, asset, author), write=True)
+        self._record(lambda conn: lifetime.deactivate(conn, self._log, asset, author))
 
     def is_active(self, asset: Asset) -> bool:
         """True if the asset is registered and active."""
@@ -175,6 +181,36 @@ class Store:
         """
         return self._db.run(lambda conn: history_reader.feed(conn, after, limit))
 
+    def state_as_of(
+        self, asset: Asset, *, at: datetime | None = None, position: int | None = None
+    ) -> dict[str, JSON]:
+        """The asset's state right after its last event at or before `at` (inclusive) or `position`.
+
+        Exactly one of them; `at` must be an aware datetime (else ValueError). `{}` before the asset's
+        first event; a deactivated asset's hidden state is still its state. AssetNotFoundError for an
+        unknown asset; CompactedError for a point at or before a compaction of the asset.
+        """
+        _check_asset(asset)
+        replay.check_point(at, position)
+
+        def read(conn: Connection) -> dict[str, JSON]:
+            asset_id = self._known_id(conn, asset)
+            return replay.state_as_of(conn, asset_id, asset, at=at, position=position)
+
+        return self._db.run(read)
+
+    def rebuild_projections(self, progress: Callable[[int], object] | None = None) -> RebuildReport:
+        """Recompute the current view and the snapshots from the log, asset by asset, in bounded memory.
+
+        Safe while writers write: each asset is finished under its stream lock. `progress`, if given, is
+        called with the running total of events folded, at least once per batch.
+        """
+        return rebuild.rebuild_projections(self._db, self._log, progress)
+
+    def verify_projections(self) -> list[Drift]:
+        """Every place where the current view or a snapshot disagrees with the log; empty when none."""
+        return rebuild.verify_projections(self._db, self._log)
+
     # --- used by AssetState ------------------------------------------------------------------------
 
     def _read(self, asset: Asset, key: str) -> str | None:
@@ -189,19 +225,28 @@ class Store:
         asset: Asset,
         writer: Writer,
         keys: Sequence[str] | None,
+        claims: int,
         decide: Callable[[Mapping[str, str]], list[PendingEvent]],
     ) -> list[NewEvent]:
-        """One write transaction: lock the asset's stream, read the current values of `keys` (all keys if
-        None), let `decide` turn them into events, append them and update the view, commit."""
+        """One write transaction: lock the asset's stream and claim `claims` versions, read the current
+        values of `keys` (all keys if None), let `decide` turn them into that many events (or none: then
+        nothing is recorded), append them and update the view, commit."""
 
         def write(conn: Connection) -> list[NewEvent]:
-            stream = self._log.lock_stream(conn, asset.identity_hash, active_only=True)
-            if stream is None:
+            claim = self._log.claim(conn, asset.identity_hash, claims, active_only=True)
+            if claim is None:
                 raise self._not_active(asset)
-            current = self._view.read(conn, stream.asset_id, keys)
-            return self._log.append(conn, stream, decide(current), writer)
+            current = self._view.read(conn, claim.asset_id, keys)
+            return self._log.append(conn, claim, decide(current), writer)
 
-        return self._db.run(write, write=True)
+        return self._record(write) or []
+
+    def _record(self, write: Callable[[Connection], T]) -> T | None:
+        """Run a write transaction; one that finds nothing to record rolls back and returns None."""
+        try:
+            return self._db.run(write, write=True)
+        except NothingToRecord:
+            return None
 
     def _require_active(self, asset: Asset) -> None:
         if not self.is_active(asset):
@@ -238,6 +283,32 @@ class Store:
             f"{asset!r} is not active, so its state cannot be read or written (it was deactivated). "
             "Activate it again with store.activate(asset) to get its state back."
         )
+
+    # --- garbage collection ------------------------------------------------------------------------
+
+    def compact(
+        self, *, dry_run: bool = False, batch_size: int | None = None, grace: timedelta | None = None
+    ) -> CompactionReport:
+        """Delete the events, view rows and snapshots of every inactive asset; never touch an active one.
+
+        Spares assets deactivated less than `grace` ago (default: $EVENTSTORE_COMPACTION_GRACE, else 0).
+        Deletes `batch_size` events per transaction (default compaction.DEFAULT_BATCH_SIZE), each
+        committing on its own. Each compacted asset keeps its row (and stream version) and gets a
+        permanent record (`compactions`). A dry run changes nothing and reports the same figures.
+        """
+        return compaction.compact(self._db, dry_run=dry_run, batch_size=batch_size, grace=grace)
+
+    def compactions(self, asset: Asset | None = None) -> list[CompactionRecord]:
+        """The permanent records of past compactions, oldest first: all of them, or one asset's.
+
+        AssetNotFoundError for an asset this store has never seen.
+        """
+
+        def read(conn: Connection) -> list[CompactionRecord]:
+            asset_id = None if asset is None else self._known_id(conn, asset)
+            return compaction.records(conn, asset_id)
+
+        return self._db.run(read)
 
 
 def _check_asset(asset: object) -> None:
