@@ -87,6 +87,10 @@ _claim_active = _claim_any.where(_is_active)
 _claimed = sa.select(_assets.c.id, _assets.c.version, _assets.c.last_recorded_at).where(
     _assets.c.identity_hash == sa.bindparam("asset_identity")
 )
+_claim_returning = {
+    active_only: claim.returning(*_claimed.selected_columns)
+    for active_only, claim in ((True, _claim_active), (False, _claim_any))
+}
 _insert_events = _events.insert()
 _advance_head = _head.update().where(_head.c.id == 1).values(position=_head.c.position + sa.bindparam("n"))
 _read_head = sa.select(_head.c.position).where(_head.c.id == 1)
@@ -125,7 +129,7 @@ class EventLog:
         params = {"asset_identity": identity_hash, "n": n, "now": utcnow()}
         query = _claim_active if active_only else _claim_any
         if conn.dialect.update_returning:
-            row = conn.execute(query.returning(*_claimed.selected_columns), params).first()
+            row = conn.execute(_claim_returning[active_only], params).first()
         elif conn.execute(query, params).rowcount:
             row = conn.execute(_claimed, params).first()  # MariaDB: no UPDATE ... RETURNING
         else:
