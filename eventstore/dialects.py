@@ -5,7 +5,8 @@ The rest of eventstore is dialect-free SQLAlchemy Core. What lives here:
 - engine set-up: SQLite's WAL, synchronous level and `BEGIN IMMEDIATE` for writes; READ COMMITTED on
   MariaDB/MySQL; utf8mb4;
 - upsert syntax, which errors mean "run the transaction again", and the lock that serialises
-  migrations between processes.
+  migrations between processes;
+- how long a background job (compaction) rests between its write batches so application writes keep up.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ TABLE_OPTIONS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf
 
 WRITE_OPTION = "eventstore_write"
 """Execution option marking a connection that will write (SQLite then takes the write lock at BEGIN)."""
+AUTOCOMMIT_OPTION = "eventstore_autocommit"
+"""Execution option of the autocommit engine, whose single-statement reads need no BEGIN."""
 
 
 class Backend(abc.ABC):
@@ -119,6 +122,12 @@ class Backend(abc.ABC):
         """Hold a lock that keeps other processes from migrating the same database at the same time."""
         yield
 
+    def rest_after_batch(self, batch_seconds: float) -> float:
+        """Seconds a background job of many write batches (compaction) waits after committing a batch that
+        took `batch_seconds`, so that the application's writes keep their latency meanwhile. 0 where they
+        do without (PostgreSQL: measured in benchmarks/compaction_scale.py)."""
+        return 0.0
+
 
 class SQLiteBackend(Backend):
     names = ("sqlite",)
@@ -144,8 +153,10 @@ class SQLiteBackend(Backend):
         def _on_begin(conn: Connection) -> None:
             # A writer takes the write lock up front: a deferred transaction that upgrades from read to
             # write can fail with SQLITE_BUSY at once, without waiting for the busy timeout.
-            write = conn.get_execution_options().get(WRITE_OPTION, False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            options = conn.get_execution_options()
+            if options.get(AUTOCOMMIT_OPTION, False):
+                return
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN")
 
     def upsert(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
         stmt = sqlite.insert(table)
@@ -154,6 +165,12 @@ class SQLiteBackend(Backend):
 
     def insert_if_absent(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+    def rest_after_batch(self, batch_seconds: float) -> float:
+        # Writers waiting for the single write lock do not queue: they poll it (the busy timeout sleeps
+        # up to 100 ms between tries), so a job that begins its next batch right after a commit can
+        # starve them for seconds. Resting as long as the batch took leaves the lock free half the time.
+        return batch_seconds
 
 
 class PostgresBackend(Backend):
@@ -197,6 +214,13 @@ class MySQLBackend(Backend):
     def is_retryable(self, error: DBAPIError) -> bool:
         code = error.orig.args[0] if error.orig is not None and error.orig.args else None
         return code in (1213, 1205)  # deadlock found; lock wait timeout exceeded
+
+    def rest_after_batch(self, batch_seconds: float) -> float:
+        # Deleting flat out, batch after batch, InnoDB (default 128 MiB buffer pool, 96 MiB redo log) falls
+        # behind flushing, and every writer's commit waits for it: stalls of 0.5-1.7 s measured at a
+        # million events (benchmarks/compaction_scale.py). Resting as long as the batch took brought the
+        # p99 of writes during compaction down to about 0.1 s or less.
+        return batch_seconds
 
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:

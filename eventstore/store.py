@@ -101,7 +101,7 @@ class Store:
     def is_active(self, asset: Asset) -> bool:
         """True if the asset is registered and active."""
         _check_asset(asset)
-        return self._db.run(lambda conn: self._active_id(conn, asset) is not None)
+        return self._db.read_one(lambda conn: self._active_id(conn, asset) is not None)
 
     def assets(self, active: bool | None = None) -> list[AssetInfo]:
         """Every registered asset (or only the active or inactive ones), by id."""
@@ -193,11 +193,7 @@ class Store:
         _check_asset(asset)
         replay.check_point(at, position)
 
-        def read(conn: Connection) -> dict[str, JSON]:
-            asset_id = self._known_id(conn, asset)
-            return replay.state_as_of(conn, asset_id, asset, at=at, position=position)
-
-        return self._db.run(read)
+        return self._db.run(lambda conn: replay.state_as_of(conn, asset, at=at, position=position))
 
     def rebuild_projections(self, progress: Callable[[int], object] | None = None) -> RebuildReport:
         """Recompute the current view and the snapshots from the log, asset by asset, in bounded memory.
@@ -215,7 +211,7 @@ class Store:
 
     def _read(self, asset: Asset, key: str) -> str | None:
         """The key's JSON text (None if absent), in one query that also checks the asset is active."""
-        active, text = self._db.run(lambda conn: self._view.lookup(conn, asset.identity_hash, key))
+        active, text = self._db.read_one(lambda conn: self._view.lookup(conn, asset.identity_hash, key))
         if not active:
             raise self._not_active(asset)
         return text
