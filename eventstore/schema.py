@@ -3,6 +3,7 @@
     es_assets ──< es_events          the append-only log: one row per change, never updated
         │    └──< es_state           the current key/value view `get` reads (a projection of the log)
         ├──── es_asset_active        which assets may be read and written now
+        ├──< es_snapshots            the state every N versions, so as-of folds only a few events
         └──< es_compactions          what compaction removed, kept forever
     es_log_head                      the last global position handed out
 
@@ -132,5 +133,18 @@ compactions = sa.Table(
     sa.Column("deactivated_at", UtcDateTime),  # when the asset was last deactivated
     sa.Column("position", sa.BigInteger, nullable=False),  # the highest position assigned at compaction
     sa.Column("compacted_at", UtcDateTime, nullable=False),
+    **TABLE_OPTIONS,
+)
+
+snapshots = sa.Table(
+    "es_snapshots",
+    metadata,
+    # The fold of an asset's stream right after `version`: a shortcut for as-of, never the truth (rebuild
+    # recomputes it, verify checks it against the log). One per (asset, version), so as-of finds the newest
+    # snapshot at or before a version with one primary-key seek.
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey(assets.c.id), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
+    # A JSON object mapping each key to its value's JSON text, exactly as the log stores it.
+    sa.Column("state", JsonText, nullable=False),
     **TABLE_OPTIONS,
 )

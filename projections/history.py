@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from itertools import islice
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -60,44 +63,101 @@ def history(
     newest_first: bool = False,
 ) -> list[Change]:
     """The asset's changes in position order (or newest first); with `key`, that key's sets and deletes
-    plus every clear that removed it. `since` is inclusive, `until` exclusive, `limit` keeps the first N."""
-    query = sa.select(_events).where(_events.c.asset_id == asset_id)
+    plus every clear that removed it. `since` is inclusive, `until` exclusive, `limit` keeps the first N.
+
+    Reads only through indexes, in their order, and only as far as `limit` needs: within a stream
+    recorded_at never decreases with version (nor version with position), so the time bounds become
+    version and position bounds (`_first_event_at_or_after`). Without a key the stream is read through the
+    (asset_id, version) key; with one, the key's own events and the asset's clears are two ordered reads
+    of the (asset_id, key, position) index (clears have key NULL), merged by position.
+    """
+    if limit is not None and limit <= 0:
+        return []
+    low = high = None
     if since is not None:
-        query = query.where(_events.c.recorded_at >= since)
+        low = _first_event_at_or_after(conn, asset_id, since)
+        if low is None:
+            return []
     if until is not None:
-        query = query.where(_events.c.recorded_at < until)
+        high = _first_event_at_or_after(conn, asset_id, until)
+    page = _PAGE if limit is None else min(_PAGE, limit)
+    stream = _events.c.asset_id == asset_id
     if key is None:
-        query = query.order_by(_events.c.position.desc() if newest_first else _events.c.position)
-        if limit is not None:
-            query = query.limit(limit)
-        return [change_from_row(row) for row in conn.execute(query)]
-    # The key's own events and the asset's clears, both read through the (asset_id, key, position) index;
-    # a clear counts only if it removed this key.
-    query = query.where(sa.or_(_events.c.key == key, _events.c.op == Op.CLEAR.value))
-    changes: list[Change] = []
-    for row in _paged(conn, query, newest_first):
-        change = change_from_row(row)
-        if change.op is Op.CLEAR and key not in change.previous:  # type: ignore[operator]
-            continue
-        changes.append(change)
-        if limit is not None and len(changes) >= limit:
-            break
-    return changes
+        rows = _paged(
+            conn, _within(stream, _events.c.version, low, high), _events.c.version, newest_first, page
+        )
+        return [change_from_row(row) for row in islice(rows, limit)]
+    own = _within(sa.and_(stream, _events.c.key == key), _events.c.position, low, high)
+    clears = _within(
+        sa.and_(stream, _events.c.key.is_(None), _events.c.op == Op.CLEAR.value),
+        _events.c.position,
+        low,
+        high,
+    )
+    merged = heapq.merge(
+        _paged(conn, own, _events.c.position, newest_first, page),
+        _paged(conn, clears, _events.c.position, newest_first, page),
+        key=attrgetter("position"),
+        reverse=newest_first,
+    )
+    changes = (change_from_row(row) for row in merged)
+    # A clear counts only if it removed this key.
+    relevant = (c for c in changes if c.op is not Op.CLEAR or key in c.previous)  # type: ignore[operator]
+    return list(islice(relevant, limit))
 
 
-def _paged(conn: Connection, query: sa.Select[Any], newest_first: bool) -> Iterator[Row[Any]]:
-    """Rows of `query` in position order, fetched a page at a time (keyset paging on position)."""
-    order = _events.c.position.desc() if newest_first else _events.c.position
-    last: int | None = None
+# The first event of a stream recorded at or after a time: the lowest version of the earliest such
+# instant. Both steps seek the (asset_id, recorded_at) index.
+_events_at_earliest_time = sa.select(_events.c.version, _events.c.position).where(
+    _events.c.asset_id == sa.bindparam("asset_id"),
+    _events.c.recorded_at
+    == sa.select(sa.func.min(_events.c.recorded_at))
+    .where(_events.c.asset_id == sa.bindparam("asset_id"), _events.c.recorded_at >= sa.bindparam("at"))
+    .scalar_subquery(),
+)
+
+
+class _Bound(NamedTuple):
+    """One event of a stream, as a bound for reading it by version or by position."""
+
+    version: int
+    position: int
+
+
+def _first_event_at_or_after(conn: Connection, asset_id: int, at: datetime) -> _Bound | None:
+    """The stream's first event recorded at or after `at`, or None."""
+    rows = conn.execute(_events_at_earliest_time, {"asset_id": asset_id, "at": at}).all()
+    return min((_Bound(row.version, row.position) for row in rows), default=None)
+
+
+def _within(
+    condition: sa.ColumnElement[bool], column: sa.Column[Any], low: _Bound | None, high: _Bound | None
+) -> sa.Select[Any]:
+    """Events matching `condition` from event `low` (inclusive) to event `high` (exclusive), bounded on
+    `column` (version or position: both grow together within a stream)."""
+    query = sa.select(_events).where(condition)
+    if low is not None:
+        query = query.where(column >= getattr(low, column.name))
+    if high is not None:
+        query = query.where(column < getattr(high, column.name))
+    return query
+
+
+def _paged(
+    conn: Connection, query: sa.Select[Any], column: sa.Column[Any], newest_first: bool, page: int
+) -> Iterator[Row[Any]]:
+    """Rows of `query` in `column` order, fetched a page at a time (keyset paging on `column`)."""
+    order = column.desc() if newest_first else column
+    last: Any = None
     while True:
-        page = query
+        query_page = query
         if last is not None:
-            page = page.where(_events.c.position < last if newest_first else _events.c.position > last)
-        rows = conn.execute(page.order_by(order).limit(_PAGE)).all()
+            query_page = query_page.where(column < last if newest_first else column > last)
+        rows = conn.execute(query_page.order_by(order).limit(page)).all()
         yield from rows
-        if len(rows) < _PAGE:
+        if len(rows) < page:
             return
-        last = rows[-1].position
+        last = rows[-1]._mapping[column.name]
 
 
 def feed(conn: Connection, after: int, limit: int) -> list[Event]:
