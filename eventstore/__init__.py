@@ -13,6 +13,7 @@ with open_store() as store:                  # $EVENTSTORE_URL, else ./eventstor
 from eventstore.accessor import AssetState
 from eventstore.assets import Asset, AssetInfo
 from eventstore.codec import JSON
+from eventstore.compaction import CompactedAsset, CompactionRecord, CompactionReport
 from eventstore.context import AssetStateStoreAccessors, Task, task
 from eventstore.errors import (
     AssetConflictError,
@@ -26,6 +27,7 @@ from eventstore.errors import (
 from eventstore.events import Change, Event, Op
 from eventstore.store import Store, open_store
 from eventstore.writers import Writer, WriterKind
+from projections.rebuild import Drift, RebuildReport
 
 __all__ = [
     "JSON",
@@ -37,9 +39,14 @@ __all__ = [
     "AssetState",
     "AssetStateStoreAccessors",
     "Change",
+    "CompactedAsset",
     "CompactedError",
+    "CompactionRecord",
+    "CompactionReport",
+    "Drift",
     "Event",
     "Op",
+    "RebuildReport",
     "SchemaVersionError",
     "StateStoreError",
     "Store",
