@@ -26,8 +26,11 @@ lint: $(INSTALLED)
 test: $(INSTALLED) databases lint
 	$(BIN)/pytest
 
+# eventsourcing (the peer) is a bench-only dependency: its [postgres] extra brings psycopg_pool.
+# BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--quick --db postgres"`.
 bench: $(INSTALLED) databases
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m pip install --quiet 'eventsourcing[postgres]==9.5.*'
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,363 @@
+"""The runner: `python -m benchmarks [--db sqlite|postgres|mysql ...] [--quick]` (`make bench`).
+
+Per database it creates `eventstore_bench` (a file for SQLite), migrates it, measures set/get/peer,
+concurrency (PostgreSQL and MariaDB), then loads `eventstore_bench_large` in bulk and measures rebuild,
+history, as-of and compaction; prints the tables, writes benchmarks/results/bench-<time>.json (and
+latest.json), drops the databases (unless --keep) and exits 1 if a correctness check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from rich.console import Console
+
+from benchmarks import bulk, concurrency, databases, peer, readwrite, replay, targets
+from benchmarks.databases import DbName
+from benchmarks.report import DatabaseReport, render, write_json
+from benchmarks.stats import Stats, paired_ratio
+from eventstore import open_store
+
+RESULTS = Path(__file__).parent / "results"
+SECTIONS = ("setget", "concurrency", "replay")
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    reps: int
+    set_ops: int  # ops per variant per repetition
+    get_ops: int
+    concurrency_seconds: float  # per scenario per repetition
+    events: int  # the big stream for rebuild/history/as-of
+    compaction_assets: int
+    compaction_events_each: int
+
+
+FULL = Sizes(
+    reps=7,
+    set_ops=300,
+    get_ops=2_000,
+    concurrency_seconds=3.0,
+    events=1_000_000,
+    compaction_assets=100,
+    compaction_events_each=1_000,
+)
+QUICK = Sizes(
+    reps=5,
+    set_ops=200,
+    get_ops=1_000,
+    concurrency_seconds=1.0,
+    events=100_000,
+    compaction_assets=20,
+    compaction_events_each=500,
+)
+
+
+def _stats(values: list[float]) -> Stats | None:
+    return Stats(tuple(values)) if values else None
+
+
+def _guarded(report: DatabaseReport, console: Console, section: str, work: Callable[[], None]) -> None:
+    """Run one section; an exception becomes a failed check (and a traceback on stderr), not a crash."""
+    started = time.perf_counter()
+    console.log(f"[cyan]{report.db}[/cyan]: {section} ...")
+    try:
+        work()
+    except Exception as error:
+        traceback.print_exc(file=sys.stderr)
+        report.check(f"{section} ran", False, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+    console.log(f"[cyan]{report.db}[/cyan]: {section} done in {time.perf_counter() - started:.0f} s")
+
+
+def setget(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseReport) -> None:
+    measured = readwrite.measure_set(db, ops=sizes.set_ops, reps=sizes.reps)
+    s = measured.samples
+    report.add("set.eventstore", "set", "eventstore state.set", "µs/op", _stats(s["eventstore"]))
+    report.add("set.sqlalchemy", "set", "plain upsert, SQLAlchemy, own txn", "µs/op", _stats(s["sqlalchemy"]))
+    report.add("set.raw", "set", "plain upsert, raw driver, autocommit", "µs/op", _stats(s["raw"]))
+    report.add(
+        "set.ratio_sa",
+        "set",
+        "eventstore / SQLAlchemy upsert",
+        "×",
+        paired_ratio(s["eventstore"], s["sqlalchemy"]),
+    )
+    report.add(
+        "set.ratio_raw", "set", "eventstore / raw upsert", "×", paired_ratio(s["eventstore"], s["raw"])
+    )
+    es_ops = Stats(tuple(s["eventstore"])).inverted().scaled(1e6)
+    report.add("peer.eventstore", "peer", "eventstore set", "ops/s", es_ops)
+    if "eventsourcing" in s:
+        report.add(
+            "peer.eventsourcing",
+            "peer",
+            f"eventsourcing {peer.version()} save",
+            "ops/s",
+            Stats(tuple(s["eventsourcing"])).inverted().scaled(1e6),
+        )
+        report.add(
+            "peer.ratio",
+            "peer",
+            "eventstore / eventsourcing ops/s",
+            "×",
+            paired_ratio(s["eventsourcing"], s["eventstore"]),
+        )
+    else:
+        why = measured.skipped.get("eventsourcing", "not run")
+        report.missing("peer.eventsourcing", "peer", "eventsourcing save", "ops/s", why)
+        report.missing("peer.ratio", "peer", "eventstore / eventsourcing ops/s", "×", why)
+
+    got = readwrite.measure_get(db, ops=sizes.get_ops, reps=sizes.reps).samples
+    report.add("get.eventstore", "get", "eventstore state.get", "µs/op", _stats(got["eventstore"]))
+    report.add("get.sqlalchemy", "get", "PK select, SQLAlchemy", "µs/op", _stats(got["sqlalchemy"]))
+    report.add("get.raw", "get", "PK select, raw driver", "µs/op", _stats(got["raw"]))
+    report.add(
+        "get.ratio_sa",
+        "get",
+        "eventstore / SQLAlchemy select",
+        "×",
+        paired_ratio(got["eventstore"], got["sqlalchemy"]),
+    )
+    report.add(
+        "get.ratio_raw", "get", "eventstore / raw select", "×", paired_ratio(got["eventstore"], got["raw"])
+    )
+
+
+def concurrent(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseReport) -> None:
+    found = concurrency.measure_concurrency(db, duration=sizes.concurrency_seconds, reps=sizes.reps)
+    s = found.samples
+    one, eight, same = s["one writer"], s["8 writers, distinct assets"], s["8 updaters, one key"]
+    report.add("conc.one", "concurrency", "1 writer (set), own asset", "ops/s", _stats(one))
+    report.add("conc.eight", "concurrency", "8 writers (set), distinct assets", "ops/s", _stats(eight))
+    report.add("conc.scaling", "concurrency", "8 writers / 1 writer", "×", paired_ratio(eight, one))
+    report.add("conc.same", "concurrency", "8 updaters, one key (update +1)", "ops/s", _stats(same))
+    report.add(
+        "conc.retries",
+        "concurrency",
+        "retries per update (extra calls of fn)",
+        "retries/op",
+        _stats(found.retries_per_op),
+        "fn runs once per attempt, under the row lock",
+    )
+    report.add(
+        "conc.retryable",
+        "concurrency",
+        "retryable DB errors per update",
+        "errors/op",
+        _stats(found.retryable_errors_per_op),
+        "counted by wrapping backend.is_retryable",
+    )
+    report.check(
+        "tailing reader missed nothing",
+        found.reader_missed == 0,
+        f"{found.reader_seen:,} events tailed over all runs, {found.reader_missed} missed",
+    )
+    report.check(
+        "tailing reader saw positions in order",
+        found.reader_out_of_order == 0,
+        f"{found.reader_out_of_order} out of order",
+    )
+    report.check(
+        "one event per completed op",
+        not found.events_mismatch,
+        "; ".join(found.events_mismatch) or "events = ops in every run",
+    )
+    report.check(
+        "no lost update", found.lost_updates == 0, f"counter off by {found.lost_updates} over all runs"
+    )
+
+
+def replays(db_kind: DbName, sizes: Sizes, report: DatabaseReport, keep: bool, console: Console) -> None:
+    db = databases.create(db_kind, "eventstore_bench_large")
+    try:
+        open_store(db.url).close()
+        console.log(f"[cyan]{db_kind}[/cyan]: loading {sizes.events:,} events in bulk ...")
+        data = bulk.load_large(db.url, sizes.events)
+        bulk.analyze(db.url)
+        report.sizes["large_events"] = data.events
+        report.sizes["large_big_stream_events"] = data.big_events
+        report.sizes["large_assets"] = data.assets
+        report.sizes["large_keys"] = data.keys
+        report.sizes["large_load_seconds"] = round(data.load_seconds, 1)
+        report.notes.append(
+            f"replay data: {data.events:,} events ({data.big_events:,} in one stream, "
+            f"{data.assets:,} assets, "
+            f"{data.keys:,} keys in the view), bulk-loaded in {data.load_seconds:.0f} s "
+            f"({data.events / data.load_seconds:,.0f} rows/s; see benchmarks/bulk.py)"
+        )
+        if replay.missing("verify_projections") is None:
+            with open_store(db.url, migrate=False) as store:
+                drift = store.verify_projections()
+            report.check(
+                "bulk-loaded data is consistent (verify_projections)",
+                not drift,
+                f"{len(drift)} drifts, first: {drift[0]!r}"[:300]
+                if drift
+                else "the view equals the fold of the log",
+            )
+        found = replay.Replay(dataset=data)
+        console.log(f"[cyan]{db_kind}[/cyan]: rebuild vs raw fold ...")
+        replay.measure_rebuild(db, data, sizes.reps, found)
+        console.log(f"[cyan]{db_kind}[/cyan]: history and as-of ...")
+        replay.measure_reads(db, data, sizes.reps, found)
+        console.log(f"[cyan]{db_kind}[/cyan]: compaction ...")
+        replay.measure_compaction(
+            db,
+            assets=sizes.compaction_assets,
+            events_each=sizes.compaction_events_each,
+            reps=sizes.reps,
+            found=found,
+        )
+        s, skipped = found.samples, found.skipped
+        n = f"{data.events:,} events"
+
+        def add(key: str, section: str, name: str, unit: str, sample: str, skip: str, note: str = "") -> None:
+            values = s.get(sample, [])
+            if values:
+                report.add(key, section, name, unit, Stats(tuple(values)), note)
+            else:
+                report.missing(key, section, name, unit, skipped.get(skip, "not run"))
+
+        add("rebuild.rate", "rebuild", f"rebuild_projections, {n}", "events/s", "rebuild events/s", "rebuild")
+        add("rebuild.raw", "rebuild", "raw streaming select-and-fold", "events/s", "raw fold events/s", "-")
+        if s.get("rebuild events/s"):
+            report.add(
+                "rebuild.ratio",
+                "rebuild",
+                "rebuild / raw fold",
+                "×",
+                paired_ratio(s["rebuild events/s"], s["raw fold events/s"]),
+            )
+        add("rebuild.rss", "rebuild", "rebuild: peak RSS of the process", "MB", "rebuild peak RSS", "rebuild")
+        add(
+            "rebuild.rss_growth",
+            "rebuild",
+            "rebuild: RSS growth during rebuild",
+            "MB",
+            "rebuild RSS growth",
+            "rebuild",
+        )
+        add("rebuild.raw_rss", "rebuild", "raw fold: peak RSS of the process", "MB", "raw fold peak RSS", "-")
+        add(
+            "history.ms",
+            "history",
+            f"history(key, newest_first, limit=100) among {n}",
+            "ms",
+            "history ms",
+            "history",
+            f"the key has {data.history_key_events:,} changes",
+        )
+        add("history.raw_ms", "history", "raw indexed select, LIMIT 100", "ms", "history raw ms", "-")
+        add(
+            "asof.ms",
+            "as-of",
+            f"state_as_of(position=…) on a {data.big_events:,}-event stream",
+            "ms",
+            "as-of ms",
+            "as-of",
+            f"3/4 through, 999 events after a snapshot; {len(data.as_of_state)} keys",
+        )
+        add("asof.raw_ms", "as-of", "raw streaming fold up to the position", "ms", "as-of raw fold ms", "-")
+        add(
+            "compaction.rate",
+            "compaction",
+            f"compact(): {sizes.compaction_assets} inactive assets × {sizes.compaction_events_each} events",
+            "events/s",
+            "compaction events/s",
+            "compaction",
+        )
+        report.check(
+            "replay answers match the loaded data",
+            not found.problems,
+            "; ".join(sorted(set(found.problems)))[:300]
+            or "rebuild counts, history length, as-of state, compaction counts",
+        )
+    finally:
+        if not keep:
+            databases.drop(db)
+
+
+def run_database(
+    kind: DbName, sizes: Sizes, sections: tuple[str, ...], keep: bool, console: Console
+) -> DatabaseReport:
+    report = DatabaseReport(kind)
+    started = time.perf_counter()
+    try:
+        db = databases.create(kind, "eventstore_bench")
+    except databases.DatabaseUnavailable as error:
+        report.check("database reachable", False, str(error))
+        return report
+    try:
+        open_store(db.url).close()
+        try:
+            report.settings = databases.settings(db)
+        except sa.exc.SQLAlchemyError as error:
+            report.notes.append(f"could not read the durability settings: {error}".splitlines()[0])
+        report.sizes.update(asdict(sizes))
+        if "setget" in sections:
+            _guarded(report, console, "set/get/peer", lambda: setget(db, sizes, report))
+        if "concurrency" in sections:
+            if kind == "sqlite":
+                report.notes.append(
+                    "concurrency is measured on PostgreSQL and MariaDB only (SQLite has one writer)"
+                )
+            else:
+                _guarded(report, console, "concurrency", lambda: concurrent(db, sizes, report))
+        if "replay" in sections:
+            _guarded(report, console, "replay", lambda: replays(kind, sizes, report, keep, console))
+    finally:
+        if not keep:
+            databases.drop(db)
+    report.targets = targets.evaluate(report, events=sizes.events)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--db", action="append", choices=databases.DATABASES, help="repeatable; default: all three"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes (100k events, 5 reps): ~2 min per db"
+    )
+    parser.add_argument("--reps", type=int, help="repetitions (at least 5 for a published figure)")
+    parser.add_argument("--events", type=int, help="events of the big stream (default 1M, 100k with --quick)")
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="repeatable; default: all sections")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON results")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark databases afterwards")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.reps:
+        sizes = replace(sizes, reps=args.reps)
+    if args.events:
+        sizes = replace(sizes, events=args.events)
+    chosen: tuple[DbName, ...] = tuple(args.db) if args.db else databases.DATABASES
+    sections = tuple(args.only) if args.only else SECTIONS
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # a log file or a pipe: room for the tables
+    if peer.unavailable("sqlite"):
+        console.print(f"[yellow]{peer.unavailable('sqlite')}[/yellow]")
+    reports = []
+    started = datetime.now(UTC)
+    for kind in chosen:
+        report = run_database(kind, sizes, sections, args.keep, console)
+        render(report, console)
+        reports.append(report)
+    options = {"databases": list(chosen), "quick": args.quick, "sections": list(sections), **asdict(sizes)}
+    path = write_json(reports, options, args.out, started)
+    console.print(f"results: {path}")
+    failed = [f"{r.db}: {c.name} ({c.detail})" for r in reports for c in r.checks if not c.ok]
+    if failed:
+        console.print("[bold red]correctness checks failed:[/bold red]\n  " + "\n  ".join(failed))
+        return 1
+    return 0

@@ -1,0 +1,39 @@
+"""The benchmark harness still runs (no timing assertions: numbers are only checked to be positive)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks import databases, readwrite
+from benchmarks.stats import interleave, paired_ratio
+
+
+def test_set_and_get_measurements_run_on_sqlite(tmp_path: Path) -> None:
+    db = databases.create("sqlite", "bench_smoke", workdir=tmp_path)
+    try:
+        sets = readwrite.measure_set(db, ops=3, reps=2, with_peer=False, warmup=1)
+        gets = readwrite.measure_get(db, ops=3, reps=2, warmup=1)
+    finally:
+        databases.drop(db)
+    assert set(sets.samples) == {"eventstore", "sqlalchemy", "raw"}
+    assert set(gets.samples) == {"eventstore", "sqlalchemy", "raw"}
+    for samples in (*sets.samples.values(), *gets.samples.values()):
+        assert len(samples) == 2
+        assert all(sample > 0 for sample in samples)
+    assert paired_ratio(sets.samples["eventstore"], sets.samples["sqlalchemy"]).median > 0
+
+
+def test_interleave_rotates_the_order() -> None:
+    order: list[str] = []
+
+    def variant(name: str) -> Callable[[], float]:
+        def run() -> float:
+            order.append(name)
+            return 1.0
+
+        return run
+
+    samples = interleave({name: variant(name) for name in "abc"}, reps=3)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert samples == {"a": [1.0] * 3, "b": [1.0] * 3, "c": [1.0] * 3}
