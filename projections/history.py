@@ -81,7 +81,10 @@ def history(
     if until is not None:
         high = _first_event_at_or_after(conn, asset_id, until)
     page = _PAGE if limit is None else min(_PAGE, limit)
-    stream = _events.c.asset_id == asset_id
+    # Events at or below the latest compaction's last version are dead even while compaction is still
+    # deleting them in batches (or after it was interrupted): history shows only surviving events.
+    compacted = conn.execute(_last_compacted_version, {"asset_id": asset_id}).scalar() or 0
+    stream = sa.and_(_events.c.asset_id == asset_id, _events.c.version > compacted)
     if key is None:
         rows = _paged(
             conn, _within(stream, _events.c.version, low, high), _events.c.version, newest_first, page
@@ -105,6 +108,10 @@ def history(
     relevant = (c for c in changes if c.op is not Op.CLEAR or key in c.previous)  # type: ignore[operator]
     return list(islice(relevant, limit))
 
+
+_last_compacted_version = sa.select(sa.func.max(schema.compactions.c.last_version)).where(
+    schema.compactions.c.asset_id == sa.bindparam("asset_id")
+)
 
 # The first event of a stream recorded at or after a time: the lowest version of the earliest such
 # instant. Both steps seek the (asset_id, recorded_at) index.
