@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -41,15 +41,20 @@ class StateKey(sa.types.TypeDecorator[str]):
             return dialect.type_descriptor(mysql.VARBINARY(2048))
         return dialect.type_descriptor(sa.String(512))
 
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
-        if value is not None and dialect.name in ("mysql", "mariadb"):
-            return value.encode()
-        return value
+    def bind_processor(self, dialect: Dialect) -> Callable[[str | None], Any] | None:
+        # Only MariaDB/MySQL need a conversion; elsewhere no per-value Python call at all.
+        return _encode_utf8 if dialect.name in ("mysql", "mariadb") else None
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        if isinstance(value, bytes | bytearray):
-            return bytes(value).decode()
-        return value  # type: ignore[no-any-return]
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], str | None] | None:
+        return _decode_utf8 if dialect.name in ("mysql", "mariadb") else None
+
+
+def _encode_utf8(value: str | None) -> bytes | None:
+    return None if value is None else value.encode()
+
+
+def _decode_utf8(value: bytes | None) -> str | None:
+    return None if value is None else bytes(value).decode()
 
 
 # JSON text of any size: TEXT is limited to 64 KiB on MariaDB/MySQL, so LONGTEXT there.
