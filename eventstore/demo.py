@@ -95,6 +95,13 @@ def run(store: Store, console: Console) -> None:
             str(change.value),
         )
     console.print(table)
+    first = store.history(orders, "watermark")[0]
+    replayed = store.state_as_of(orders, position=first.position)
+    console.print(
+        f"\nstore.state_as_of(orders, position={first.position}): the state right after the first run"
+    )
+    for key, value in replayed.items():
+        console.print(f"  {key} = {value}")
     console.print(
         "\nThe state lives in the current-state view; every change above is an event in the log, "
         "so the audit needs no extra bookkeeping."

@@ -25,6 +25,8 @@ def test_demo_runs_the_watermark_example_and_prints_its_history() -> None:
         assert line in text
     history = [line for line in text.splitlines() if "load_new_orders @ scheduled__" in line]
     assert len(history) == 3
+    assert "state_as_of(orders, position=" in text
+    assert "watermark = 2024-06-01T17:05:00Z" in text  # replayed: the state after the first run
     assert "(none)" in history[0] and history[2].rstrip().endswith("2024-06-03T06:45:00Z")
 
 
