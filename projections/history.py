@@ -83,13 +83,19 @@ def history(
     page = _PAGE if limit is None else min(_PAGE, limit)
     # Events at or below the latest compaction's last version are dead even while compaction is still
     # deleting them in batches (or after it was interrupted): history shows only surviving events.
-    compacted = conn.execute(_last_compacted_version, {"asset_id": asset_id}).scalar() or 0
-    stream = sa.and_(_events.c.asset_id == asset_id, _events.c.version > compacted)
+    # Every dead event was appended before the compaction, so `position <=` its position; filter on the
+    # column the chosen index is ordered by (a version bound would steer SQLite off the key index).
+    compaction = conn.execute(_latest_compaction, {"asset_id": asset_id}).first()
+    stream = _events.c.asset_id == asset_id
     if key is None:
+        if compaction is not None:
+            stream = sa.and_(stream, _events.c.version > compaction.last_version)
         rows = _paged(
             conn, _within(stream, _events.c.version, low, high), _events.c.version, newest_first, page
         )
         return [change_from_row(row) for row in islice(rows, limit)]
+    if compaction is not None:
+        stream = sa.and_(stream, _events.c.position > compaction.position)
     own = _within(sa.and_(stream, _events.c.key == key), _events.c.position, low, high)
     clears = _within(
         sa.and_(stream, _events.c.key.is_(None), _events.c.op == Op.CLEAR.value),
@@ -109,8 +115,11 @@ def history(
     return list(islice(relevant, limit))
 
 
-_last_compacted_version = sa.select(sa.func.max(schema.compactions.c.last_version)).where(
-    schema.compactions.c.asset_id == sa.bindparam("asset_id")
+_latest_compaction = (
+    sa.select(schema.compactions.c.last_version, schema.compactions.c.position)
+    .where(schema.compactions.c.asset_id == sa.bindparam("asset_id"))
+    .order_by(schema.compactions.c.last_version.desc())
+    .limit(1)
 )
 
 # The first event of a stream recorded at or after a time: the lowest version of the earliest such
