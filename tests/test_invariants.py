@@ -191,13 +191,15 @@ class StoreMachine(RuleBasedStateMachine):
 EXAMPLES = {"sqlite": 40, "postgres": 20, "mysql": 20}
 
 
-def run_on(machine: type[StoreMachine], db_url: str, backend: str) -> None:
+def run_on(
+    machine: type[StoreMachine], db_url: str, backend: str, examples: dict[str, int] | None = None
+) -> None:
     """Run a StoreMachine (or subclass) against `db_url` with a per-backend example budget."""
     machine.url = db_url
     run_state_machine_as_test(
         machine,
         settings=settings(
-            max_examples=EXAMPLES[backend],
+            max_examples=(examples or EXAMPLES)[backend],
             stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -16,12 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis.stateful import invariant, run_state_machine_as_test
+from hypothesis.stateful import invariant
 
 from eventstore import Asset, AssetNotFoundError, Event, Op, codec
 from projections import snapshots
-from tests.test_invariants import ASSETS, StoreMachine
+from tests.test_invariants import ASSETS, StoreMachine, run_on
 
 EXAMPLES = {"sqlite": 25, "postgres": 12, "mysql": 12}
 
@@ -129,13 +128,4 @@ class ReplayMachine(StoreMachine):
 
 def test_replay_invariants(db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(snapshots, "SNAPSHOT_INTERVAL", 3)
-    ReplayMachine.url = db_url
-    run_state_machine_as_test(
-        ReplayMachine,
-        settings=settings(
-            max_examples=EXAMPLES[backend],
-            stateful_step_count=25,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_on(ReplayMachine, db_url, backend, EXAMPLES)
