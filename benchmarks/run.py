@@ -77,22 +77,36 @@ def _guarded(report: DatabaseReport, console: Console, section: str, work: Calla
     console.log(f"[cyan]{report.db}[/cyan]: {section} done in {time.perf_counter() - started:.0f} s")
 
 
+# Baselines of set and get: (sample name, row label, ratio key, ratio label).
+SET_BASELINES = (
+    ("sqlalchemy", "plain upsert, SQLAlchemy, own txn", "ratio_sa", "eventstore / SQLAlchemy upsert"),
+    ("raw", "plain upsert, raw driver, autocommit", "ratio_raw", "eventstore / raw upsert"),
+)
+GET_BASELINES = (
+    ("sqlalchemy", "PK select, SQLAlchemy", "ratio_sa", "eventstore / SQLAlchemy select"),
+    ("raw", "PK select, raw driver", "ratio_raw", "eventstore / raw select"),
+)
+
+
+def _add_comparison(
+    report: DatabaseReport,
+    section: str,
+    label: str,
+    samples: dict[str, list[float]],
+    baselines: tuple[tuple[str, str, str, str], ...],
+) -> None:
+    """eventstore's µs/op, each baseline's, and the paired ratios eventstore / baseline."""
+    report.add(f"{section}.eventstore", section, label, "µs/op", _stats(samples["eventstore"]))
+    for name, row_label, ratio_key, ratio_label in baselines:
+        report.add(f"{section}.{name}", section, row_label, "µs/op", _stats(samples[name]))
+        ratio = paired_ratio(samples["eventstore"], samples[name])
+        report.add(f"{section}.{ratio_key}", section, ratio_label, "×", ratio)
+
+
 def setget(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseReport) -> None:
     measured = readwrite.measure_set(db, ops=sizes.set_ops, reps=sizes.reps)
     s = measured.samples
-    report.add("set.eventstore", "set", "eventstore state.set", "µs/op", _stats(s["eventstore"]))
-    report.add("set.sqlalchemy", "set", "plain upsert, SQLAlchemy, own txn", "µs/op", _stats(s["sqlalchemy"]))
-    report.add("set.raw", "set", "plain upsert, raw driver, autocommit", "µs/op", _stats(s["raw"]))
-    report.add(
-        "set.ratio_sa",
-        "set",
-        "eventstore / SQLAlchemy upsert",
-        "×",
-        paired_ratio(s["eventstore"], s["sqlalchemy"]),
-    )
-    report.add(
-        "set.ratio_raw", "set", "eventstore / raw upsert", "×", paired_ratio(s["eventstore"], s["raw"])
-    )
+    _add_comparison(report, "set", "eventstore state.set", s, SET_BASELINES)
     es_ops = Stats(tuple(s["eventstore"])).inverted().scaled(1e6)
     report.add("peer.eventstore", "peer", "eventstore set", "ops/s", es_ops)
     if "eventsourcing" in s:
@@ -116,19 +130,7 @@ def setget(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseReport) ->
         report.missing("peer.ratio", "peer", "eventstore / eventsourcing ops/s", "×", why)
 
     got = readwrite.measure_get(db, ops=sizes.get_ops, reps=sizes.reps).samples
-    report.add("get.eventstore", "get", "eventstore state.get", "µs/op", _stats(got["eventstore"]))
-    report.add("get.sqlalchemy", "get", "PK select, SQLAlchemy", "µs/op", _stats(got["sqlalchemy"]))
-    report.add("get.raw", "get", "PK select, raw driver", "µs/op", _stats(got["raw"]))
-    report.add(
-        "get.ratio_sa",
-        "get",
-        "eventstore / SQLAlchemy select",
-        "×",
-        paired_ratio(got["eventstore"], got["sqlalchemy"]),
-    )
-    report.add(
-        "get.ratio_raw", "get", "eventstore / raw select", "×", paired_ratio(got["eventstore"], got["raw"])
-    )
+    _add_comparison(report, "get", "eventstore state.get", got, GET_BASELINES)
 
 
 def concurrent(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseReport) -> None:

@@ -6,7 +6,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks.report import DatabaseReport, TargetResult
+from benchmarks.report import DatabaseReport, Status, TargetResult
 
 ALL = ("sqlite", "postgres", "mysql")
 _COMPARE: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
@@ -63,33 +63,16 @@ def evaluate(report: DatabaseReport, *, events: int) -> list[TargetResult]:
         note = ""
         if target.at_full_size and events < 1_000_000:
             note = f"measured on {events:,} events (--quick); the target is for 1M"
+        status: Status
         if row is None or row.stats is None:
-            why = row.note if row is not None else "not run"
-            results.append(
-                TargetResult(
-                    target.name,
-                    target.key,
-                    target.comparison,
-                    target.limit,
-                    target.unit,
-                    None,
-                    "not measured",
-                    why,
-                )
-            )
-            continue
-        measured = row.stats.median
-        met = _COMPARE[target.comparison](measured, target.limit)
+            measured, status = None, "not measured"
+            note = row.note if row is not None else "not run"
+        else:
+            measured = row.stats.median
+            status = "met" if _COMPARE[target.comparison](measured, target.limit) else "missed"
         results.append(
             TargetResult(
-                target.name,
-                target.key,
-                target.comparison,
-                target.limit,
-                target.unit,
-                measured,
-                "met" if met else "missed",
-                note,
+                target.name, target.key, target.comparison, target.limit, target.unit, measured, status, note
             )
         )
     if report.db == "mysql":
