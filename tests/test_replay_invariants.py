@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis.stateful import invariant
 
-from eventstore import Asset, AssetNotFoundError, Event, Op, codec
+from eventstore import Asset, AssetNotFoundError, Change, Event, Op, codec
 from projections import snapshots
 from tests.test_invariants import ASSETS, StoreMachine, run_on
 
@@ -34,7 +34,8 @@ def strict(value: Any) -> Any:
     return (type(value).__name__, repr(value) if isinstance(value, float) else value)
 
 
-def apply(state: dict[str, Any], event: Event) -> None:
+def apply(state: dict[str, Any], event: Event | Change) -> None:
+    """The fold over decoded values, written independently of eventstore.events.fold (which folds texts)."""
     if event.op is Op.SET:
         assert event.key is not None
         state[event.key] = event.value
@@ -107,13 +108,7 @@ class ReplayMachine(StoreMachine):
                 continue
             replayed: dict[str, Any] = {}
             for change in self.store.history(asset):
-                if change.op is Op.SET:
-                    assert change.key is not None
-                    replayed[change.key] = change.value
-                elif change.op is Op.DELETE:
-                    del replayed[change.key]  # type: ignore[arg-type]
-                elif change.op is Op.CLEAR:
-                    replayed.clear()
+                apply(replayed, change)
             rows = view.get(ids[(asset.name, asset.uri)], {})
             assert strict(replayed) == strict({key: codec.decode(text) for key, text in rows.items()}), asset
 
