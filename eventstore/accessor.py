@@ -58,9 +58,7 @@ class AssetState:
         """Write `value` under `key` (one `set` event)."""
         text = self._checked(lambda: (codec.check_key(key), codec.encode(value))[1])
         codec.warn_if_large(key, text)
-        self._store._change(
-            self._asset, self._writer, [key], 1, lambda current: events.set_events({key: text}, current)
-        )
+        self._store._set(self._asset, self._writer, key, text)
 
     def set_many(self, values: Mapping[str, JSON]) -> None:
         """Write several keys in one transaction, one `set` event each: all or none. `{}` does nothing."""

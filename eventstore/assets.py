@@ -28,17 +28,15 @@ class Asset:
 
     name: str
     uri: str = field(default=None)  # type: ignore[assignment]  # filled in by __post_init__
+    identity_hash: str = field(init=False, repr=False, compare=False)
+    """The hex SHA-256 of name and uri: how the database finds this asset, exactly on every backend."""
 
     def __post_init__(self) -> None:
         _check_identifier("name", self.name)
         if self.uri is None:
             object.__setattr__(self, "uri", self.name)  # type: ignore[unreachable]
         _check_identifier("uri", self.uri)
-
-    @property
-    def identity_hash(self) -> str:
-        """The hex SHA-256 of name and uri: how the database finds this asset, exactly on every backend."""
-        return identity_hash(self.name, self.uri)
+        object.__setattr__(self, "identity_hash", identity_hash(self.name, self.uri))
 
 
 def identity_hash(name: str, uri: str) -> str:

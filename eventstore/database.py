@@ -5,9 +5,13 @@ that commits when it returns and rolls back when it raises, so nothing is ever h
 a single statement can use `Database.read_one(work)` instead, on a second pool of autocommit
 connections: no BEGIN and COMMIT around it (one round trip instead of three on PostgreSQL).
 
-A deadlock or serialization failure runs `work` again; a connection that broke before COMMIT was sent
-is replaced once and `work` runs again; anything else that means "the database cannot be used" becomes
-`StoreUnavailableError`.
+The hot paths (`get`; `set` in one statement where the database can) run through
+`Database.run_direct(work)`: `work` gets a pooled autocommit DBAPI connection and runs one prepared
+statement on it (eventstore.prepared), without a SQLAlchemy `Connection` around it.
+
+A deadlock or serialization failure runs `work` again; a connection found broken before COMMIT was sent
+is discarded and `work` runs again on another (a restarted server leaves every pooled connection
+broken); anything else that means "the database cannot be used" becomes `StoreUnavailableError`.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from eventstore.dialects import AUTOCOMMIT_OPTION, WRITE_OPTION, Backend, backend_for
 from eventstore.errors import StoreUnavailableError
+from eventstore.prepared import driver_error
 
 T = TypeVar("T")
 
@@ -55,8 +61,11 @@ class Database:
                 transaction = conn.begin()
                 try:
                     result = work(conn)
-                except BaseException:
-                    transaction.rollback()
+                except BaseException as error:
+                    if _connection_lost(error):
+                        conn.invalidate()  # a prepared statement found it broken: never back to the pool
+                    else:
+                        transaction.rollback()
                     raise
                 state.committing = True
                 transaction.commit()
@@ -73,6 +82,32 @@ class Database:
 
         return self._with_retries(attempt)
 
+    def run_direct(self, work: Callable[[PoolProxiedConnection], T]) -> T:
+        """Run `work(connection)`, one prepared statement, on a pooled autocommit DBAPI connection.
+
+        The statement is its own transaction. If the connection breaks, `work` runs again on another
+        one, even if the statement may have committed: so it must be a read, or a write that may be
+        repeated (a `set`: the state ends the same; the log may then hold the set twice).
+        """
+
+        dialect = self.autocommit_engine.dialect
+
+        def attempt(state: _Attempt) -> T:
+            try:
+                connection = self.autocommit_engine.raw_connection()
+            except dialect.loaded_dbapi.Error as error:
+                raise driver_error(dialect, error) from error
+            try:
+                return work(connection)
+            except BaseException as error:
+                if _connection_lost(error):
+                    connection.invalidate()
+                raise
+            finally:
+                connection.close()
+
+        return self._with_retries(attempt)
+
     def _with_retries(self, attempt: Callable[[_Attempt], T]) -> T:
         for number in range(1, MAX_ATTEMPTS + 1):
             state = _Attempt()
@@ -82,8 +117,8 @@ class Database:
                 if number < MAX_ATTEMPTS and self.backend.is_retryable(error):
                     time.sleep(random.uniform(0, 0.002 * number))  # let the other transaction finish
                     continue
-                if error.connection_invalidated and number == 1 and not state.committing:
-                    continue  # a dropped pooled connection: the pool has discarded it, try a fresh one
+                if error.connection_invalidated and number < MAX_ATTEMPTS and not state.committing:
+                    continue  # a dropped pooled connection, now discarded: try another (or a new one)
                 if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
                     raise self._unavailable(error, during_commit=state.committing) from error
                 raise
@@ -111,6 +146,10 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.autocommit_engine.dispose()
+
+
+def _connection_lost(error: BaseException) -> bool:
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 class _Attempt:

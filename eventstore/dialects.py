@@ -100,6 +100,10 @@ class Backend(abc.ABC):
 
     names: ClassVar[tuple[str, ...]] = ()
 
+    one_statement_set: ClassVar[bool] = False
+    """True where one `set` can be written as one statement (data-modifying CTEs): see
+    eventstore.one_statement_set."""
+
     def engine_options(self) -> dict[str, Any]:
         """Keyword arguments for `create_engine`."""
         return {}
@@ -180,6 +184,7 @@ class SQLiteBackend(Backend):
 
 class PostgresBackend(Backend):
     names = ("postgresql",)
+    one_statement_set = True
 
     def upsert(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
         stmt = postgresql.insert(table)

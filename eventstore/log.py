@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from eventstore import schema
 from eventstore.events import NewEvent, PendingEvent
+from eventstore.prepared import Prepared
 from eventstore.writers import Writer
 
 
@@ -75,14 +76,14 @@ _lock_stream = (
 _lock_active_stream = _lock_stream.where(_is_active)
 
 # Lock the stream and reserve n versions; recorded_at never moves backwards within a stream.
-_claim = _assets.update().values(
+claim_versions = _assets.update().values(
     version=_assets.c.version + sa.bindparam("n"),
     last_recorded_at=sa.case(
         (_assets.c.last_recorded_at > sa.bindparam("now"), _assets.c.last_recorded_at),
         else_=sa.bindparam("now"),
     ),
 )
-_claim_any = _claim.where(_assets.c.identity_hash == sa.bindparam("asset_identity"))
+_claim_any = claim_versions.where(_assets.c.identity_hash == sa.bindparam("asset_identity"))
 _claim_active = _claim_any.where(_is_active)
 _claimed = sa.select(_assets.c.id, _assets.c.version, _assets.c.last_recorded_at).where(
     _assets.c.identity_hash == sa.bindparam("asset_identity")
@@ -114,8 +115,19 @@ def utcnow() -> datetime:
 class EventLog:
     """Appends events to asset streams and keeps the inline projections in the same transaction."""
 
-    def __init__(self, projections: Sequence[InlineProjection]) -> None:
+    def __init__(self, dialect: Dialect, projections: Sequence[InlineProjection]) -> None:
         self.projections = tuple(projections)
+        # MariaDB has no UPDATE ... RETURNING: there the claim and the head are read back after updating.
+        self._returning = dialect.update_returning
+        if self._returning:
+            self._claim = {active: Prepared(stmt, dialect) for active, stmt in _claim_returning.items()}
+            self._advance_head = Prepared(_advance_head.returning(_head.c.position), dialect)
+        else:
+            self._claim = {True: Prepared(_claim_active, dialect), False: Prepared(_claim_any, dialect)}
+            self._advance_head = Prepared(_advance_head, dialect)
+        self._claimed = Prepared(_claimed, dialect)
+        self._read_head = Prepared(_read_head, dialect)
+        self._insert_events = Prepared(_insert_events, dialect)
 
     def lock_stream(self, conn: Connection, identity_hash: str, *, active_only: bool) -> Stream | None:
         """Lock the asset's stream head; None if the asset is unknown (or, with active_only, inactive)."""
@@ -127,16 +139,17 @@ class EventLog:
         """Lock the asset's stream and reserve its next `n` versions; None if the asset is unknown (or,
         with active_only, inactive)."""
         params = {"asset_identity": identity_hash, "n": n, "now": utcnow()}
-        query = _claim_active if active_only else _claim_any
-        if conn.dialect.update_returning:
-            row = conn.execute(_claim_returning[active_only], params).first()
-        elif conn.execute(query, params).rowcount:
-            row = conn.execute(_claimed, params).first()  # MariaDB: no UPDATE ... RETURNING
+        claim = self._claim[active_only]
+        if self._returning:
+            row = claim.first(conn, params)
+        elif claim.run(conn, params):
+            row = self._claimed.first(conn, params)
         else:
             row = None
         if row is None:
             return None
-        return Claim(row.id, range(row.version - n + 1, row.version + 1), row.last_recorded_at)
+        asset_id, version, recorded_at = row
+        return Claim(asset_id, range(version - n + 1, version + 1), recorded_at)
 
     def append(
         self, conn: Connection, claim: Claim, pending: Sequence[PendingEvent], writer: Writer
@@ -155,8 +168,8 @@ class EventLog:
         # The ordering lock: nothing may follow it in the transaction but the insert and COMMIT.
         last = self._reserve_positions(conn, len(events))
         first = last - len(events) + 1
-        conn.execute(
-            _insert_events,
+        self._insert_events.run_many(
+            conn,
             [
                 {
                     "position": first + i,
@@ -174,10 +187,12 @@ class EventLog:
         )
         return events
 
-    @staticmethod
-    def _reserve_positions(conn: Connection, n: int) -> int:
+    def _reserve_positions(self, conn: Connection, n: int) -> int:
         """Advance the log head by n under its row lock and return the last position reserved."""
-        if conn.dialect.update_returning:
-            return int(conn.execute(_advance_head.returning(_head.c.position), {"n": n}).scalar_one())
-        conn.execute(_advance_head, {"n": n})  # MariaDB: no UPDATE ... RETURNING; the row stays locked
-        return int(conn.execute(_read_head).scalar_one())
+        if self._returning:
+            row = self._advance_head.first(conn, {"n": n})
+        else:
+            self._advance_head.run(conn, {"n": n})  # the row stays locked until commit
+            row = self._read_head.first(conn, {})
+        assert row is not None, "es_log_head has its one row from the first migration"
+        return int(row[0])

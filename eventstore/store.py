@@ -20,8 +20,9 @@ from eventstore.compaction import CompactionRecord, CompactionReport
 from eventstore.context import AssetStateStoreAccessors, Task, concrete_assets
 from eventstore.database import Database
 from eventstore.errors import AssetNotActiveError, AssetNotFoundError
-from eventstore.events import Change, Event, NewEvent, PendingEvent
+from eventstore.events import Change, Event, NewEvent, PendingEvent, set_events
 from eventstore.log import EventLog, NothingToRecord
+from eventstore.one_statement_set import OneStatementSet
 from eventstore.writers import Writer
 from projections import history as history_reader
 from projections import rebuild, replay
@@ -61,9 +62,13 @@ class Store:
 
     def __init__(self, database: Database) -> None:
         self._db = database
-        self._view = CurrentStateView(database.backend)
+        dialect = database.engine.dialect
+        self._view = CurrentStateView(database.backend, dialect)
         # Snapshots copy the view's rows after it has applied the events, so they come after it.
-        self._log = EventLog(projections=[self._view, SnapshotProjection(database.backend)])
+        self._log = EventLog(dialect, projections=[self._view, SnapshotProjection(database.backend)])
+        self._one_statement_set = (
+            OneStatementSet(database.backend, dialect) if database.backend.one_statement_set else None
+        )
 
     @property
     def url(self) -> str:
@@ -211,10 +216,19 @@ class Store:
 
     def _read(self, asset: Asset, key: str) -> str | None:
         """The key's JSON text (None if absent), in one query that also checks the asset is active."""
-        active, text = self._db.read_one(lambda conn: self._view.lookup(conn, asset.identity_hash, key))
+        active, text = self._db.run_direct(lambda conn: self._view.lookup(conn, asset.identity_hash, key))
         if not active:
             raise self._not_active(asset)
         return text
+
+    def _set(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
+        """One `set` event: in one statement where the database can, else in the log's transaction."""
+        fast = self._one_statement_set
+        if fast is not None and self._db.run_direct(
+            lambda conn: fast.try_set(conn, asset.identity_hash, key, text, writer)
+        ):
+            return
+        self._change(asset, writer, [key], 1, lambda current: set_events({key: text}, current))
 
     def _change(
         self,

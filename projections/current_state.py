@@ -11,12 +11,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.pool import PoolProxiedConnection
 
 from eventstore import schema
 from eventstore.dialects import Backend
 from eventstore.events import NewEvent, Op
 from eventstore.log import writer_columns
+from eventstore.prepared import Prepared
 
 _view = schema.state
 _assets = schema.assets
@@ -36,6 +38,7 @@ _lookup = (
 
 # Built once: SQLAlchemy then compiles each of them once and reuses the compiled form.
 _read_all = sa.select(_view.c.key, _view.c.value).where(_view.c.asset_id == sa.bindparam("asset_id"))
+_read_key = _read_all.where(_view.c.key == sa.bindparam("key"))
 _read_keys = _read_all.where(_view.c.key.in_(sa.bindparam("keys", expanding=True)))
 _delete_key = _view.delete().where(
     _view.c.asset_id == sa.bindparam("asset_id"), _view.c.key == sa.bindparam("key")
@@ -44,22 +47,33 @@ _delete_all = _view.delete().where(_view.c.asset_id == sa.bindparam("asset_id"))
 
 
 class CurrentStateView:
-    """Reads and maintains es_state."""
+    """Reads and maintains es_state. The statements of `get` and of one-key writes are prepared
+    (eventstore.prepared); reads of many keys and clears go through Core."""
 
-    def __init__(self, backend: Backend) -> None:
-        self._upsert_rows = backend.upsert(_view, keys=["asset_id", "key"])
+    def __init__(self, backend: Backend, dialect: Dialect) -> None:
+        self._lookup = Prepared(_lookup, dialect)
+        self._read_key = Prepared(_read_key, dialect)
+        self._upsert_rows = Prepared(backend.upsert(_view, keys=["asset_id", "key"]), dialect)
+        self._delete_key = Prepared(_delete_key, dialect)
 
     # --- reading ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def lookup(conn: Connection, identity_hash: str, key: str) -> tuple[bool, str | None]:
+    def lookup(
+        self, conn: Connection | PoolProxiedConnection, identity_hash: str, key: str
+    ) -> tuple[bool, str | None]:
         """(is the asset active, the key's JSON text or None) in one query."""
-        row = conn.execute(_lookup, {"identity_hash": identity_hash, "key": key}).first()
-        return (False, None) if row is None else (True, row.value)
+        row = self._lookup.first(conn, {"identity_hash": identity_hash, "key": key})
+        return (False, None) if row is None else (True, row[1])
+
+    def read(self, conn: Connection, asset_id: int, keys: Sequence[str] | None = None) -> dict[str, str]:
+        """The asset's current JSON texts by key: all of them, or only `keys`."""
+        if keys is not None and len(keys) == 1:
+            return dict(self._read_key.all(conn, {"asset_id": asset_id, "key": keys[0]}))
+        return self.read_all(conn, asset_id, keys)
 
     @staticmethod
-    def read(conn: Connection, asset_id: int, keys: Iterable[str] | None = None) -> dict[str, str]:
-        """The asset's current JSON texts by key: all of them, or only `keys`."""
+    def read_all(conn: Connection, asset_id: int, keys: Iterable[str] | None = None) -> dict[str, str]:
+        """The asset's current JSON texts by key, through Core: all of them, or only `keys`."""
         if keys is None:
             rows = conn.execute(_read_all, {"asset_id": asset_id})
         else:
@@ -79,7 +93,7 @@ class CurrentStateView:
                 batch[(event.asset_id, event.key)] = self.row(event)
             elif event.op is Op.DELETE:
                 self._upsert(conn, batch)
-                conn.execute(_delete_key, {"asset_id": event.asset_id, "key": event.key})
+                self._delete_key.run(conn, {"asset_id": event.asset_id, "key": event.key})
             elif event.op is Op.CLEAR:
                 self._upsert(conn, batch)
                 conn.execute(_delete_all, {"asset_id": event.asset_id})
@@ -99,5 +113,5 @@ class CurrentStateView:
 
     def _upsert(self, conn: Connection, batch: dict[tuple[int, str], dict[str, Any]]) -> None:
         if batch:
-            conn.execute(self._upsert_rows, list(batch.values()))
+            self._upsert_rows.run_many(conn, list(batch.values()))
             batch.clear()

@@ -117,7 +117,7 @@ class SnapshotProjection:
             {
                 "asset_id": asset_id,
                 "version": last.version,
-                "state": encode_state(CurrentStateView.read(conn, asset_id)),
+                "state": encode_state(CurrentStateView.read_all(conn, asset_id)),
             }
             for asset_id, first, last in _version_ranges(events)
             if snapshot_due(first.version, last.version, SNAPSHOT_INTERVAL)

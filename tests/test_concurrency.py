@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
@@ -45,3 +46,16 @@ def test_concurrent_writers_lose_no_event(store: Store, db_url: str) -> None:
         inspector.close()
     state = store.asset(workers.SHARED)
     assert {state.get(f"w{w}") for w in range(PROCESSES)} == {times - 1}
+
+
+def test_concurrent_sets_of_one_key_record_the_value_each_replaced(store: Store, db_url: str) -> None:
+    # On PostgreSQL these race through the one-statement set and its fallback (eventstore.one_statement_set):
+    # a stale read of the old value would break the chain of previous values.
+    store.activate(workers.SHARED)
+    times = 50
+    workers.run_processes(workers.set_one_key, [(db_url, w, times) for w in range(PROCESSES)])
+    history = store.history(workers.SHARED, "k")
+    assert len(history) == PROCESSES * times
+    assert history[0].previous is None
+    assert all(later.previous == earlier.value for earlier, later in pairwise(history))
+    assert store.asset(workers.SHARED).get("k") == history[-1].value

@@ -45,3 +45,11 @@ def write_own_and_shared(url: str, worker: int, times: int) -> None:
 
 def open_and_close(url: str) -> None:
     open_store(url).close()
+
+
+def set_one_key(url: str, worker: int, times: int) -> None:
+    """Set the same key of SHARED over and over, each time to a value no other set writes."""
+    with open_store(url) as store:
+        state = store.asset(SHARED, Writer.watcher())
+        for i in range(times):
+            state.set("k", f"{worker}-{i}")

@@ -1,0 +1,152 @@
+"""Hot-path statements: built with SQLAlchemy Core, compiled once, run on the DBAPI cursor.
+
+`get` and the statements of every write (claim the stream, read the current values, upsert the view,
+advance the head, insert the events) run millions of times with the same shape. Through
+`Connection.execute` each costs 15-80 µs of Python on top of the driver (cache key, parameter
+processing, result wrapping): on SQLite that is more than the statement itself, and it made `set` 2.8×
+the plain upsert (docs/performance.md). A `Prepared` statement keeps what SQLAlchemy compiled (the SQL
+text for the dialect, the order of positional parameters, the type processors of each parameter and
+result column) and runs it on the cursor of the connection the caller already holds, so it takes part
+in the caller's transaction.
+
+A driver error is raised as SQLAlchemy's `DBAPIError` (`connection_invalidated` set when the driver
+says the connection is gone), so `eventstore.database` handles it like any other. Statements run here
+bypass SQLAlchemy's engine events and logging (`echo=True` does not show them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Row = tuple[Any, ...]
+Processor = Callable[[Any], Any]
+
+
+class Prepared:
+    """One Core statement compiled for one dialect. Parameters by name, rows as plain tuples."""
+
+    __slots__ = ("_defaults", "_dialect", "_names", "_processors", "_results", "sql")
+
+    def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        assert isinstance(compiled, SQLCompiler)
+        self.sql: str = compiled.string
+        self._dialect = dialect
+        # Positional drivers (sqlite3, PyMySQL) take a tuple in the order the placeholders appear.
+        self._names: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
+        self._defaults: dict[str, Any] = {}
+        self._processors: dict[str, Processor] = {}
+        for bind, name in compiled.bind_names.items():
+            if not bind.required:
+                self._defaults[name] = bind.effective_value  # a literal of the statement, e.g. `id = 1`
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self._processors[name] = processor
+        returned = getattr(statement, "exported_columns", ())
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned
+        )
+        self._results: tuple[Processor | None, ...] | None = results if any(results) else None
+
+    # --- running ---------------------------------------------------------------------------------
+
+    def first(self, conn: Connection | PoolProxiedConnection, params: Mapping[str, Any]) -> Row | None:
+        """The first row the statement returns, or None."""
+        cursor = self._execute(conn, params)
+        try:
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return None if row is None else self._row(row)
+
+    def all(self, conn: Connection | PoolProxiedConnection, params: Mapping[str, Any]) -> list[Row]:
+        """Every row the statement returns."""
+        cursor = self._execute(conn, params)
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return [self._row(row) for row in rows]
+
+    def run(self, conn: Connection | PoolProxiedConnection, params: Mapping[str, Any]) -> int:
+        """Run a statement that returns no rows; the number of rows it changed."""
+        cursor = self._execute(conn, params)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def run_many(self, conn: Connection | PoolProxiedConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement that returns no rows once per parameter set (the driver's executemany)."""
+        if len(rows) == 1:
+            self.run(conn, rows[0])
+            return
+        self._execute(conn, rows, many=True).close()
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        if self._names is not None and not self._defaults and not self._processors:
+            return tuple([params[name] for name in self._names])
+        values = {**self._defaults, **params} if self._defaults else dict(params)
+        for name, processor in self._processors.items():
+            values[name] = processor(values[name])
+        if self._names is None:
+            return values
+        return tuple(values[name] for name in self._names)
+
+    def _row(self, row: Sequence[Any]) -> Row:
+        if self._results is None:
+            return tuple(row)
+        return tuple(
+            value if processor is None else processor(value)
+            for value, processor in zip(row, self._results, strict=True)
+        )
+
+    def _execute(
+        self,
+        conn: Connection | PoolProxiedConnection,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        *,
+        many: bool = False,
+    ) -> Any:
+        pooled = conn.connection if isinstance(conn, Connection) else conn
+        dbapi_connection = pooled.dbapi_connection
+        assert dbapi_connection is not None, "the connection was invalidated"
+        cursor = dbapi_connection.cursor()
+        try:
+            if many:
+                assert not isinstance(params, Mapping)
+                cursor.executemany(self.sql, [self._parameters(p) for p in params])  # type: ignore[arg-type]
+            else:
+                assert isinstance(params, Mapping)
+                cursor.execute(self.sql, self._parameters(params))
+        except self._dialect.loaded_dbapi.Error as error:
+            gone = self._dialect.is_disconnect(error, dbapi_connection, cursor)
+            cursor.close()
+            raise driver_error(self._dialect, error, statement=self.sql, gone=gone) from error
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
+
+
+def driver_error(
+    dialect: Dialect, error: Exception, *, statement: str | None = None, gone: bool = False
+) -> DBAPIError:
+    """The driver's `error` as SQLAlchemy's DBAPIError (OperationalError, IntegrityError, ...), as
+    `Connection.execute` would have raised it; `gone`: the connection is broken."""
+    wrapped = DBAPIError.instance(
+        statement, None, error, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
+    )
+    assert isinstance(wrapped, DBAPIError)
+    return wrapped

@@ -1,0 +1,131 @@
+"""The one-statement `set` of PostgreSQL: it records exactly what the log's transaction would, or nothing.
+
+The store runs it before the log's transaction (which every other test exercises through `set`); these
+tests drive it directly to check each case where it must decline and leave the write to the log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from eventstore import Asset, Store, Writer, open_store, schema
+from eventstore.database import Database
+from eventstore.dialects import PostgresBackend
+from eventstore.one_statement_set import OneStatementSet
+from projections import snapshots
+from tests.logcheck import LogInspector, fold_log
+
+pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+
+ASSET = Asset("orders")
+WRITER = Writer.task("dag", "run", "load", 2, 3)
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    db = Database(db_url)
+    yield db
+    db.dispose()
+
+
+def _try_set(database: Database, key: str, text: str, asset: Asset = ASSET) -> bool:
+    fast = OneStatementSet(PostgresBackend(), database.engine.dialect)
+    return database.run_direct(lambda conn: fast.try_set(conn, asset.identity_hash, key, text, WRITER))
+
+
+def _events(db_url: str) -> int:
+    inspector = LogInspector(db_url)
+    try:
+        log = inspector.log()
+        assert inspector.view() == fold_log(log)
+        return len(log)
+    finally:
+        inspector.close()
+
+
+def test_it_records_the_event_and_the_view_row_of_a_set(
+    store: Store, database: Database, db_url: str
+) -> None:
+    store.activate(ASSET)
+    store.asset(ASSET).set("watermark", 1)
+    assert _try_set(database, "watermark", "2")
+    assert _try_set(database, "other", '"x"')
+    [first, second] = store.history(ASSET, "watermark")
+    assert (second.value, second.previous, second.version) == (2, 1, first.version + 1)
+    assert second.writer == WRITER and second.recorded_at >= first.recorded_at
+    assert store.asset(ASSET).get("watermark") == 2
+    assert _events(db_url) == 4  # activate, set, and the two one-statement sets
+    assert store.verify_projections() == []
+
+
+def test_it_declines_an_unknown_or_inactive_asset(store: Store, database: Database, db_url: str) -> None:
+    assert not _try_set(database, "k", "1")
+    store.activate(ASSET)
+    store.deactivate(ASSET)
+    assert not _try_set(database, "k", "1")
+    assert _events(db_url) == 2
+
+
+def test_it_declines_a_version_due_for_a_snapshot(
+    store: Store, database: Database, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshots, "SNAPSHOT_INTERVAL", 3)
+    store.activate(ASSET)  # version 1
+    assert _try_set(database, "k", "2")  # version 2
+    assert not _try_set(database, "k", "3")  # version 3 needs a snapshot: the log's transaction takes it
+    store.asset(ASSET).set("k", 3)
+    with database.engine.connect() as conn:
+        taken = conn.execute(sa.select(schema.snapshots.c.version)).scalars().all()
+    assert taken == [3]
+    assert store.verify_projections() == []
+
+
+def test_it_declines_when_another_writer_changed_the_asset_meanwhile(
+    store: Store, database: Database, db_url: str
+) -> None:
+    store.activate(ASSET)
+    store.asset(ASSET).set("k", "old")
+    other = open_store(db_url)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def concurrent_update() -> None:
+        def slow(value: object) -> object:
+            holding.set()  # the asset's row is locked now, and stays locked until commit
+            release.wait(10)
+            return "theirs"
+
+        other.asset(ASSET).update("k", slow)
+
+    writer = threading.Thread(target=concurrent_update)
+    writer.start()
+    assert holding.wait(10)
+    result: list[bool] = []
+    fast = threading.Thread(target=lambda: result.append(_try_set(database, "k", '"mine"')))
+    fast.start()
+    _wait_for_a_lock_wait(database)  # the one statement has read its snapshot and waits for the row
+    release.set()
+    writer.join(10)
+    fast.join(10)
+    other.close()
+    assert result == [False]  # its snapshot saw "old": recording `previous: "old"` would be wrong
+    assert [c.value for c in store.history(ASSET, "k")] == ["old", "theirs"]
+    store.asset(ASSET).set("k", "mine")
+    assert store.history(ASSET, "k")[-1].previous == "theirs"
+    assert _events(db_url) == 4
+
+
+def _wait_for_a_lock_wait(database: Database) -> None:
+    waiting = sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with database.autocommit_engine.connect() as conn:
+            if conn.execute(waiting).scalar():
+                return
+        time.sleep(0.01)
+    raise AssertionError("the one-statement set never waited for the asset's row lock")
