@@ -22,6 +22,8 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
+from eventstore.prepared import driver_error
+
 # --- Column types ---------------------------------------------------------------------------------
 
 
@@ -100,6 +102,9 @@ class Backend(abc.ABC):
 
     names: ClassVar[tuple[str, ...]] = ()
 
+    begin_write: ClassVar[str] = "BEGIN"
+    """The statement that begins a write transaction on a connection in autocommit mode."""
+
     one_statement_set: ClassVar[bool] = False
     """True where one `set` can be written as one statement (data-modifying CTEs): see
     eventstore.one_statement_set."""
@@ -140,6 +145,9 @@ class Backend(abc.ABC):
 
 class SQLiteBackend(Backend):
     names = ("sqlite",)
+    # A writer takes the write lock up front: a deferred transaction that upgrades from read to write
+    # can fail with SQLITE_BUSY at once, without waiting for the busy timeout.
+    begin_write = "BEGIN IMMEDIATE"
 
     def engine_options(self) -> dict[str, Any]:
         # 30 s busy timeout: writers queue behind the single write lock instead of failing at once.
@@ -160,12 +168,16 @@ class SQLiteBackend(Backend):
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            # A writer takes the write lock up front: a deferred transaction that upgrades from read to
-            # write can fail with SQLITE_BUSY at once, without waiting for the busy timeout.
             options = conn.get_execution_options()
             if options.get(AUTOCOMMIT_OPTION, False):
                 return
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN")
+            begin = self.begin_write if options.get(WRITE_OPTION, False) else "BEGIN"
+            dbapi_connection = conn.connection.dbapi_connection
+            assert dbapi_connection is not None
+            try:  # on the DBAPI connection: exec_driver_sql costs more than the BEGIN
+                dbapi_connection.cursor().execute(begin)
+            except conn.dialect.loaded_dbapi.Error as error:
+                raise driver_error(conn.dialect, error, statement=begin) from error
 
     def upsert(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
         stmt = sqlite.insert(table)
@@ -211,6 +223,14 @@ class MySQLBackend(Backend):
         # READ COMMITTED: each statement sees what committed before it, as on PostgreSQL, and InnoDB
         # takes no gap locks, so concurrent appends to different assets do not block each other.
         return {"isolation_level": "READ COMMITTED", "connect_args": {"charset": "utf8mb4"}}
+
+    def configure(self, engine: Engine) -> None:
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Also for the transactions that `BEGIN` starts on an autocommit connection
+            # (Database.run_direct_transaction), which the engine's isolation_level does not cover.
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
     def upsert(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:
         stmt = mysql.insert(table)

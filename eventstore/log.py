@@ -26,14 +26,14 @@ from sqlalchemy.engine import Connection, Dialect
 
 from eventstore import schema
 from eventstore.events import NewEvent, PendingEvent
-from eventstore.prepared import Prepared
+from eventstore.prepared import Connectable, Prepared
 from eventstore.writers import Writer
 
 
 class InlineProjection(Protocol):
     """A view kept in step with the log: `apply` runs in the appending transaction, before commit."""
 
-    def apply(self, conn: Connection, events: Sequence[NewEvent]) -> None: ...
+    def apply(self, conn: Connectable, events: Sequence[NewEvent]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,7 @@ class EventLog:
         row = conn.execute(query, {"identity_hash": identity_hash}).first()
         return None if row is None else Stream(row.id, row.version, row.last_recorded_at)
 
-    def claim(self, conn: Connection, identity_hash: str, n: int, *, active_only: bool) -> Claim | None:
+    def claim(self, conn: Connectable, identity_hash: str, n: int, *, active_only: bool) -> Claim | None:
         """Lock the asset's stream and reserve its next `n` versions; None if the asset is unknown (or,
         with active_only, inactive)."""
         params = {"asset_identity": identity_hash, "n": n, "now": utcnow()}
@@ -152,7 +152,7 @@ class EventLog:
         return Claim(asset_id, range(version - n + 1, version + 1), recorded_at)
 
     def append(
-        self, conn: Connection, claim: Claim, pending: Sequence[PendingEvent], writer: Writer
+        self, conn: Connectable, claim: Claim, pending: Sequence[PendingEvent], writer: Writer
     ) -> list[NewEvent]:
         """Append `pending` (exactly as many events as `claim` reserved) in the caller's transaction."""
         if not pending:
@@ -187,7 +187,7 @@ class EventLog:
         )
         return events
 
-    def _reserve_positions(self, conn: Connection, n: int) -> int:
+    def _reserve_positions(self, conn: Connectable, n: int) -> int:
         """Advance the log head by n under its row lock and return the last position reserved."""
         if self._returning:
             row = self._advance_head.first(conn, {"n": n})

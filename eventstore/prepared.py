@@ -25,6 +25,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
+Connectable = Connection | PoolProxiedConnection
+"""Where prepared statements run: a SQLAlchemy connection (in its transaction), or a pooled DBAPI
+connection (`Database.run_direct` and `Database.run_direct_transaction`)."""
 Row = tuple[Any, ...]
 Processor = Callable[[Any], Any]
 
@@ -32,25 +35,29 @@ Processor = Callable[[Any], Any]
 class Prepared:
     """One Core statement compiled for one dialect. Parameters by name, rows as plain tuples."""
 
-    __slots__ = ("_defaults", "_dialect", "_names", "_processors", "_results", "sql")
+    __slots__ = ("_binds", "_dialect", "_positional", "_results", "sql")
 
     def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
         assert isinstance(compiled, SQLCompiler)
         self.sql: str = compiled.string
         self._dialect = dialect
-        # Positional drivers (sqlite3, PyMySQL) take a tuple in the order the placeholders appear.
-        self._names: tuple[str, ...] | None = (
-            tuple(compiled.positiontup or ()) if compiled.positional else None
-        )
-        self._defaults: dict[str, Any] = {}
-        self._processors: dict[str, Processor] = {}
+        processors: dict[str, Processor] = {}
+        literals: dict[str, Any] = {}
         for bind, name in compiled.bind_names.items():
-            if not bind.required:
-                self._defaults[name] = bind.effective_value  # a literal of the statement, e.g. `id = 1`
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
-                self._processors[name] = processor
+                processors[name] = processor
+            if not bind.required:
+                literals[name] = bind.effective_value  # a literal of the statement, e.g. `id = 1`
+        # Positional drivers (sqlite3, PyMySQL) take a tuple in the order the placeholders appear; the
+        # others (psycopg) a dict.
+        self._positional: bool = compiled.positional
+        names = compiled.positiontup if compiled.positional else dict.fromkeys(compiled.bind_names.values())
+        self._binds: tuple[tuple[str, Processor | None, Any], ...] = tuple(
+            (name, processors.get(name), _process(processors.get(name), literals.get(name, _PARAMETER)))
+            for name in names or ()
+        )
         returned = getattr(statement, "exported_columns", ())
         results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned
@@ -59,7 +66,7 @@ class Prepared:
 
     # --- running ---------------------------------------------------------------------------------
 
-    def first(self, conn: Connection | PoolProxiedConnection, params: Mapping[str, Any]) -> Row | None:
+    def first(self, conn: Connectable, params: Mapping[str, Any]) -> Row | None:
         """The first row the statement returns, or None."""
         cursor = self._execute(conn, params)
         try:
@@ -68,7 +75,7 @@ class Prepared:
             cursor.close()
         return None if row is None else self._row(row)
 
-    def all(self, conn: Connection | PoolProxiedConnection, params: Mapping[str, Any]) -> list[Row]:
+    def all(self, conn: Connectable, params: Mapping[str, Any]) -> list[Row]:
         """Every row the statement returns."""
         cursor = self._execute(conn, params)
         try:
@@ -77,7 +84,7 @@ class Prepared:
             cursor.close()
         return [self._row(row) for row in rows]
 
-    def run(self, conn: Connection | PoolProxiedConnection, params: Mapping[str, Any]) -> int:
+    def run(self, conn: Connectable, params: Mapping[str, Any]) -> int:
         """Run a statement that returns no rows; the number of rows it changed."""
         cursor = self._execute(conn, params)
         try:
@@ -85,7 +92,7 @@ class Prepared:
         finally:
             cursor.close()
 
-    def run_many(self, conn: Connection | PoolProxiedConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    def run_many(self, conn: Connectable, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement that returns no rows once per parameter set (the driver's executemany)."""
         if len(rows) == 1:
             self.run(conn, rows[0])
@@ -95,14 +102,17 @@ class Prepared:
     # --- internals -------------------------------------------------------------------------------
 
     def _parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        if self._names is not None and not self._defaults and not self._processors:
-            return tuple([params[name] for name in self._names])
-        values = {**self._defaults, **params} if self._defaults else dict(params)
-        for name, processor in self._processors.items():
-            values[name] = processor(values[name])
-        if self._names is None:
-            return values
-        return tuple(values[name] for name in self._names)
+        values = []
+        for name, processor, literal in self._binds:
+            if literal is not _PARAMETER:
+                values.append(literal)
+            elif processor is None:
+                values.append(params[name])
+            else:
+                values.append(processor(params[name]))
+        if self._positional:
+            return tuple(values)
+        return {name: value for (name, _, _), value in zip(self._binds, values, strict=True)}
 
     def _row(self, row: Sequence[Any]) -> Row:
         if self._results is None:
@@ -114,7 +124,7 @@ class Prepared:
 
     def _execute(
         self,
-        conn: Connection | PoolProxiedConnection,
+        conn: Connectable,
         params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         *,
         many: bool = False,
@@ -138,6 +148,17 @@ class Prepared:
             cursor.close()
             raise
         return cursor
+
+
+_PARAMETER: Any = object()
+"""Marks a bind whose value the caller passes (as opposed to a literal of the statement)."""
+
+
+def _process(processor: Processor | None, literal: Any) -> Any:
+    """A literal as the driver takes it (processed once, when the statement is prepared)."""
+    if literal is _PARAMETER or processor is None:
+        return literal
+    return processor(literal)
 
 
 def driver_error(

@@ -23,6 +23,7 @@ from eventstore.errors import AssetNotActiveError, AssetNotFoundError
 from eventstore.events import Change, Event, NewEvent, PendingEvent, set_events
 from eventstore.log import EventLog, NothingToRecord
 from eventstore.one_statement_set import OneStatementSet
+from eventstore.prepared import Connectable
 from eventstore.writers import Writer
 from projections import history as history_reader
 from projections import rebuild, replay
@@ -62,13 +63,13 @@ class Store:
 
     def __init__(self, database: Database) -> None:
         self._db = database
-        dialect = database.engine.dialect
-        self._view = CurrentStateView(database.backend, dialect)
+        backend, dialect = database.backend, database.dialect
+        self._view = CurrentStateView(backend, dialect)
         # Snapshots copy the view's rows after it has applied the events, so they come after it.
-        self._log = EventLog(dialect, projections=[self._view, SnapshotProjection(database.backend)])
-        self._one_statement_set = (
-            OneStatementSet(database.backend, dialect) if database.backend.one_statement_set else None
+        self._log = EventLog(
+            dialect, projections=[self._view, SnapshotProjection(self._view, backend, dialect)]
         )
+        self._one_statement_set = OneStatementSet(backend, dialect) if backend.one_statement_set else None
 
     @property
     def url(self) -> str:
@@ -242,14 +243,17 @@ class Store:
         values of `keys` (all keys if None), let `decide` turn them into that many events (or none: then
         nothing is recorded), append them and update the view, commit."""
 
-        def write(conn: Connection) -> list[NewEvent]:
+        def write(conn: Connectable) -> list[NewEvent]:
             claim = self._log.claim(conn, asset.identity_hash, claims, active_only=True)
             if claim is None:
                 raise self._not_active(asset)
             current = self._view.read(conn, claim.asset_id, keys)
             return self._log.append(conn, claim, decide(current), writer)
 
-        return self._record(write) or []
+        try:
+            return self._db.run_direct_transaction(write)
+        except NothingToRecord:
+            return []
 
     def _record(self, write: Callable[[Connection], T]) -> T | None:
         """Run a write transaction; one that finds nothing to record rolls back and returns None."""

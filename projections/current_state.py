@@ -11,14 +11,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.engine import Dialect
 
 from eventstore import schema
 from eventstore.dialects import Backend
 from eventstore.events import NewEvent, Op
 from eventstore.log import writer_columns
-from eventstore.prepared import Prepared
+from eventstore.prepared import Connectable, Prepared
 
 _view = schema.state
 _assets = schema.assets
@@ -36,10 +35,9 @@ _lookup = (
 )
 
 
-# Built once: SQLAlchemy then compiles each of them once and reuses the compiled form.
+# Built once, prepared once per store (eventstore.prepared).
 _read_all = sa.select(_view.c.key, _view.c.value).where(_view.c.asset_id == sa.bindparam("asset_id"))
 _read_key = _read_all.where(_view.c.key == sa.bindparam("key"))
-_read_keys = _read_all.where(_view.c.key.in_(sa.bindparam("keys", expanding=True)))
 _delete_key = _view.delete().where(
     _view.c.asset_id == sa.bindparam("asset_id"), _view.c.key == sa.bindparam("key")
 )
@@ -47,42 +45,34 @@ _delete_all = _view.delete().where(_view.c.asset_id == sa.bindparam("asset_id"))
 
 
 class CurrentStateView:
-    """Reads and maintains es_state. The statements of `get` and of one-key writes are prepared
-    (eventstore.prepared); reads of many keys and clears go through Core."""
+    """Reads and maintains es_state, with prepared statements only, so the write path can run them on
+    a DBAPI connection without a SQLAlchemy `Connection` around it."""
 
     def __init__(self, backend: Backend, dialect: Dialect) -> None:
         self._lookup = Prepared(_lookup, dialect)
+        self._read_all = Prepared(_read_all, dialect)
         self._read_key = Prepared(_read_key, dialect)
         self._upsert_rows = Prepared(backend.upsert(_view, keys=["asset_id", "key"]), dialect)
         self._delete_key = Prepared(_delete_key, dialect)
+        self._delete_all = Prepared(_delete_all, dialect)
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def lookup(
-        self, conn: Connection | PoolProxiedConnection, identity_hash: str, key: str
-    ) -> tuple[bool, str | None]:
+    def lookup(self, conn: Connectable, identity_hash: str, key: str) -> tuple[bool, str | None]:
         """(is the asset active, the key's JSON text or None) in one query."""
         row = self._lookup.first(conn, {"identity_hash": identity_hash, "key": key})
         return (False, None) if row is None else (True, row[1])
 
-    def read(self, conn: Connection, asset_id: int, keys: Sequence[str] | None = None) -> dict[str, str]:
-        """The asset's current JSON texts by key: all of them, or only `keys`."""
-        if keys is not None and len(keys) == 1:
-            return dict(self._read_key.all(conn, {"asset_id": asset_id, "key": keys[0]}))
-        return self.read_all(conn, asset_id, keys)
-
-    @staticmethod
-    def read_all(conn: Connection, asset_id: int, keys: Iterable[str] | None = None) -> dict[str, str]:
-        """The asset's current JSON texts by key, through Core: all of them, or only `keys`."""
+    def read(self, conn: Connectable, asset_id: int, keys: Iterable[str] | None = None) -> dict[str, str]:
+        """The asset's current JSON texts by key: all of them, or only `keys` (one query per key)."""
         if keys is None:
-            rows = conn.execute(_read_all, {"asset_id": asset_id})
-        else:
-            rows = conn.execute(_read_keys, {"asset_id": asset_id, "keys": list(keys)})
-        return {row.key: row.value for row in rows}
+            return dict(self._read_all.all(conn, {"asset_id": asset_id}))
+        rows = (self._read_key.first(conn, {"asset_id": asset_id, "key": key}) for key in keys)
+        return dict(row for row in rows if row is not None)
 
     # --- maintaining -----------------------------------------------------------------------------
 
-    def apply(self, conn: Connection, events: Sequence[NewEvent]) -> None:
+    def apply(self, conn: Connectable, events: Sequence[NewEvent]) -> None:
         """Apply events in order. Consecutive sets of distinct keys go out as one upsert."""
         batch: dict[tuple[int, str], dict[str, Any]] = {}
         for event in events:
@@ -96,7 +86,7 @@ class CurrentStateView:
                 self._delete_key.run(conn, {"asset_id": event.asset_id, "key": event.key})
             elif event.op is Op.CLEAR:
                 self._upsert(conn, batch)
-                conn.execute(_delete_all, {"asset_id": event.asset_id})
+                self._delete_all.run(conn, {"asset_id": event.asset_id})
         self._upsert(conn, batch)
 
     @staticmethod
@@ -111,7 +101,7 @@ class CurrentStateView:
             **writer_columns(event.writer, "updated_by_"),
         }
 
-    def _upsert(self, conn: Connection, batch: dict[tuple[int, str], dict[str, Any]]) -> None:
+    def _upsert(self, conn: Connectable, batch: dict[tuple[int, str], dict[str, Any]]) -> None:
         if batch:
             self._upsert_rows.run_many(conn, list(batch.values()))
             batch.clear()

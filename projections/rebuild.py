@@ -34,7 +34,7 @@ from operator import itemgetter
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Dialect, Row
 
 from eventstore import codec, schema
 from eventstore.assets import Asset
@@ -43,6 +43,7 @@ from eventstore.dialects import Backend
 from eventstore.events import Op, fold
 from eventstore.log import EventLog
 from projections import snapshots as snapshot_store
+from projections.current_state import CurrentStateView
 
 T = TypeVar("T")
 
@@ -134,6 +135,9 @@ class Transactions(Protocol):
 
     @property
     def backend(self) -> Backend: ...
+
+    @property
+    def dialect(self) -> Dialect: ...
 
     def run(self, work: Callable[[Connection], T], *, write: bool = False) -> T: ...
 
@@ -327,7 +331,9 @@ class _Rebuild(_Walk):
     def __init__(self, db: Transactions, log: EventLog, progress: ProgressCallback | None) -> None:
         super().__init__(db, log)
         self.progress = progress
-        self.snapshots = snapshot_store.SnapshotProjection(db.backend)
+        self.snapshots = snapshot_store.SnapshotProjection(
+            CurrentStateView(db.backend, db.dialect), db.backend, db.dialect
+        )
         self.events = self.assets = self.keys = 0
         self._in_flight = 0  # events of a large asset caught up but not yet committed with its view
         self._reported: int | None = None

@@ -22,11 +22,12 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from eventstore import schema
 from eventstore.dialects import Backend
 from eventstore.events import NewEvent
+from eventstore.prepared import Connectable, Prepared
 from projections.current_state import CurrentStateView
 
 SNAPSHOT_INTERVAL = 1000
@@ -105,29 +106,30 @@ def latest_snapshot(conn: Connection, asset_id: int, *, at_or_before: int, after
 
 
 class SnapshotProjection:
-    """Keeps es_snapshots inline. Register it after the current-state view: it copies the view's rows."""
+    """Keeps es_snapshots inline. Register it after `view`: it copies the view's rows."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, view: CurrentStateView, backend: Backend, dialect: Dialect) -> None:
+        self._view = view
         # An upsert, not an insert: a stale row must never make a write fail, as snapshots are not the truth.
-        self._upsert = backend.upsert(_snapshots, keys=["asset_id", "version"])
+        self._upsert = Prepared(backend.upsert(_snapshots, keys=["asset_id", "version"]), dialect)
 
-    def apply(self, conn: Connection, events: Sequence[NewEvent]) -> None:
+    def apply(self, conn: Connectable, events: Sequence[NewEvent]) -> None:
         """Take a snapshot of each asset whose events in this batch cross a multiple of the interval."""
         rows = [
             {
                 "asset_id": asset_id,
                 "version": last.version,
-                "state": encode_state(CurrentStateView.read_all(conn, asset_id)),
+                "state": encode_state(self._view.read(conn, asset_id)),
             }
             for asset_id, first, last in _version_ranges(events)
             if snapshot_due(first.version, last.version, SNAPSHOT_INTERVAL)
         ]
         self.write(conn, rows)
 
-    def write(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    def write(self, conn: Connectable, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert or replace snapshot rows (`asset_id`, `version`, `state`)."""
         if rows:
-            conn.execute(self._upsert, list(rows))
+            self._upsert.run_many(conn, rows)
 
 
 def _version_ranges(events: Iterable[NewEvent]) -> list[tuple[int, NewEvent, NewEvent]]:

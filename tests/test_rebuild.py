@@ -293,6 +293,7 @@ class RetryEveryWrite:
     def __init__(self, db: Any) -> None:
         self.db = db
         self.backend = db.backend
+        self.dialect = db.dialect
 
     def run(self, work: Any, *, write: bool = False) -> Any:
         if write:
