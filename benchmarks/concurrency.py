@@ -4,9 +4,12 @@ Scenarios, each run for a fixed time per repetition, taking turns (`stats.interl
 - `one writer`: one process doing `state.set` on its own asset;
 - `8 writers, distinct assets`: eight processes, each `state.set` on its own asset (ops/s of all);
 - `8 updaters, one key`: eight processes doing `state.update("counter", lambda v: (v or 0) + 1)` on the
-  same asset and key.
+  same asset and key;
+- `plain, one writer` and `plain, 8 writers`: the same, with the plain upsert of `benchmarks.readwrite`
+  (Airflow's way: one transaction per op, no log, no feed) instead of `state.set`: how far this machine
+  and database scale writes at all, the ceiling for eventstore's scaling.
 
-During every scenario a tailing reader process follows the global feed (`store.events(after=last)`,
+During every eventstore scenario a tailing reader process follows the global feed (`store.events(after=last)`,
 sleeping 5 ms when it is caught up). Afterwards the harness compares the positions it saw with the
 positions in es_events: the reader must have seen every one of them (no event may commit behind a
 reader's position) and in strictly increasing order. The number of events must equal the number of
@@ -24,7 +27,9 @@ same wall-clock instant and stops after the scenario's duration.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import multiprocessing as mp
 import multiprocessing.queues
 import queue
@@ -34,9 +39,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from benchmarks import readwrite
 from benchmarks.databases import BenchDatabase
 from benchmarks.stats import interleave
 from eventstore import Asset, open_store
+from eventstore.database import Database
 
 WRITERS = 8
 SHARED = Asset("bench-conc-shared")
@@ -52,6 +59,8 @@ def _asset(index: int) -> Asset:
 
 def _writer_main(url: str, index: int, commands: mp.queues.Queue[Any], results: mp.queues.Queue[Any]) -> None:
     store = open_store(url, migrate=False)
+    plain = Database(url)
+    upsert = readwrite.plain_upsert(plain.dialect.name)
     retryable = [0]
     try:
         backend: Any = store._db.backend  # measurement only: count what Database.run would retry
@@ -88,12 +97,24 @@ def _writer_main(url: str, index: int, commands: mp.queues.Queue[Any], results: 
         while time.time() < deadline:
             if scenario == "same":
                 state.update(COUNTER, increment)
+            elif scenario == "plain":
+                row = {
+                    "asset_id": index,
+                    "key": "watermark",
+                    "value": json.dumps({"n": ops, "writer": index}),
+                }
+                plain.run(functools.partial(_execute, upsert, row))
             else:
                 state.set("watermark", {"n": ops, "writer": index})
             ops += 1
         elapsed = time.perf_counter() - started
         results.put(("done", index, ops, calls[0], retryable[0], elapsed))
     store.close()
+    plain.dispose()
+
+
+def _execute(statement: Any, row: dict[str, Any], conn: sa.Connection) -> None:
+    conn.execute(statement, row)
 
 
 def _reader_main(url: str, commands: mp.queues.Queue[Any], results: mp.queues.Queue[Any]) -> None:
@@ -199,6 +220,7 @@ def measure_concurrency(db: BenchDatabase, *, duration: float, reps: int) -> Con
             store.activate(_asset(index))
         store.activate(SHARED)
     engine = sa.create_engine(db.url)
+    readwrite.create_plain_table(engine)
     pool = _Pool(db.url)
 
     def head() -> int:
@@ -209,6 +231,13 @@ def measure_concurrency(db: BenchDatabase, *, duration: float, reps: int) -> Con
         with open_store(db.url, migrate=False) as store:
             value = store.asset(SHARED).get(COUNTER, 0)
         return int(value)  # type: ignore[arg-type]
+
+    def run_plain(writers: int) -> float:
+        start_at = time.time() + 0.2
+        for i in range(writers):
+            pool.commands[i].put(("plain", start_at, duration))
+        done = [pool._get("done") for _ in range(writers)]
+        return sum(d[2] for d in done) / max(d[5] for d in done)
 
     def run(scenario: str, writers: int) -> float:
         before = head()
@@ -247,6 +276,7 @@ def measure_concurrency(db: BenchDatabase, *, duration: float, reps: int) -> Con
     try:
         run("distinct", 1)  # warm-up: connections, caches; its retries are not counted
         run("same", WRITERS)
+        run_plain(WRITERS)
         found.retries_per_op.clear()
         found.retryable_errors_per_op.clear()
         found.samples = interleave(
@@ -254,6 +284,8 @@ def measure_concurrency(db: BenchDatabase, *, duration: float, reps: int) -> Con
                 "one writer": lambda: run("distinct", 1),
                 "8 writers, distinct assets": lambda: run("distinct", WRITERS),
                 "8 updaters, one key": lambda: run("same", WRITERS),
+                "plain, one writer": lambda: run_plain(1),
+                "plain, 8 writers": lambda: run_plain(WRITERS),
             },
             reps,
         )

@@ -47,6 +47,7 @@ from benchmarks import databases, readwrite
 from benchmarks.databases import BenchDatabase, DbName
 from eventstore import Asset, open_store
 from eventstore.database import Database
+from eventstore.prepared import Prepared
 
 RESULTS = Path(__file__).parent / "results"
 ASSET = Asset("bench-profile")
@@ -147,6 +148,19 @@ def instrument(engines: Sequence[sa.Engine], kind: DbName) -> Iterator[Trace]:
 
         patched.append((dialect, original_commit, original_rollback))
         dialect.do_commit, dialect.do_rollback = do_commit, do_rollback
+    # Prepared statements (eventstore.prepared) run on the DBAPI cursor, past SQLAlchemy's events.
+    original_execute = Prepared._execute
+
+    def prepared_execute(self: Prepared, conn: Any, params: Any, *, many: bool = False) -> Any:
+        trace.statements[_short(self.sql)] += 1
+        trace.cache["prepared"] += 1
+        t0 = time.perf_counter()
+        try:
+            return original_execute(self, conn, params, many=many)
+        finally:
+            trace.seconds_execute += time.perf_counter() - t0
+
+    Prepared._execute = prepared_execute  # type: ignore[method-assign]
     for target, name, fn in listeners:
         sa.event.listen(target, name, fn)
     with _round_trips(engines, kind) as count:
@@ -159,6 +173,7 @@ def instrument(engines: Sequence[sa.Engine], kind: DbName) -> Iterator[Trace]:
                 sa.event.remove(target, name, fn)
             for dialect, original_commit, original_rollback in patched:
                 dialect.do_commit, dialect.do_rollback = original_commit, original_rollback
+            Prepared._execute = original_execute  # type: ignore[method-assign]
     trace.round_trips = count()
 
 

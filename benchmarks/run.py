@@ -141,6 +141,23 @@ def concurrent(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseReport
     report.add("conc.eight", "concurrency", "8 writers (set), distinct assets", "ops/s", _stats(eight))
     report.add("conc.scaling", "concurrency", "8 writers / 1 writer", "×", paired_ratio(eight, one))
     report.add("conc.same", "concurrency", "8 updaters, one key (update +1)", "ops/s", _stats(same))
+    plain_one, plain_eight = s["plain, one writer"], s["plain, 8 writers"]
+    report.add("conc.plain_one", "concurrency", "plain upsert: 1 writer", "ops/s", _stats(plain_one))
+    report.add(
+        "conc.plain_eight",
+        "concurrency",
+        "plain upsert: 8 writers, distinct rows",
+        "ops/s",
+        _stats(plain_eight),
+    )
+    report.add(
+        "conc.plain_scaling",
+        "concurrency",
+        "plain upsert: 8 writers / 1 writer",
+        "×",
+        paired_ratio(plain_eight, plain_one),
+        "the machine's ceiling: no log, no feed",
+    )
     report.add(
         "conc.retries",
         "concurrency",

@@ -16,10 +16,10 @@ broken); anything else that means "the database cannot be used" becomes `StoreUn
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -55,6 +55,7 @@ class Database:
         self._begin_write = Prepared(sa.text(self.backend.begin_write), dialect)
         self._commit = Prepared(sa.text("COMMIT"), dialect)
         self._rollback = Prepared(sa.text("ROLLBACK"), dialect)
+        self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
 
     @property
     def dialect(self) -> Dialect:
@@ -99,12 +100,7 @@ class Database:
         one, even if the statement may have committed: so it must be a read, or a write that may be
         repeated (a `set`: the state ends the same; the log may then hold the set twice).
         """
-
-        def attempt(state: _Attempt) -> T:
-            with self._direct_connection() as connection:
-                return work(connection)
-
-        return self._with_retries(attempt)
+        return self._with_retries(lambda state: self._on_direct_connection(work))
 
     def run_direct_transaction(self, work: Callable[[PoolProxiedConnection], T]) -> T:
         """Run `work(connection)`, prepared statements only, in one write transaction on a pooled DBAPI
@@ -115,31 +111,30 @@ class Database:
         """
         begin, commit, rollback = self._begin_write, self._commit, self._rollback
 
-        def attempt(state: _Attempt) -> T:
-            with self._direct_connection() as connection:
-                begin.run(connection, {})
-                try:
-                    result = work(connection)
-                except BaseException as error:
-                    if not _connection_lost(error):
-                        rollback.run(connection, {})
-                    raise
-                state.committing = True
-                commit.run(connection, {})
-                return result
+        def transaction(state: _Attempt, connection: PoolProxiedConnection) -> T:
+            begin.run(connection, {})
+            try:
+                result = work(connection)
+            except BaseException as error:
+                if not _connection_lost(error):
+                    rollback.run(connection, {})
+                raise
+            state.committing = True
+            commit.run(connection, {})
+            return result
 
-        return self._with_retries(attempt)
+        return self._with_retries(
+            lambda state: self._on_direct_connection(functools.partial(transaction, state))
+        )
 
-    @contextlib.contextmanager
-    def _direct_connection(self) -> Iterator[PoolProxiedConnection]:
-        """A pooled DBAPI connection of the autocommit engine; discarded if found broken."""
-        dialect = self.autocommit_engine.dialect
+    def _on_direct_connection(self, work: Callable[[PoolProxiedConnection], T]) -> T:
+        """`work(connection)` on a pooled DBAPI connection of the autocommit engine, discarded if broken."""
         try:
             connection = self.autocommit_engine.raw_connection()
-        except dialect.loaded_dbapi.Error as error:
-            raise driver_error(dialect, error) from error
+        except self._driver_error as error:
+            raise driver_error(self.dialect, error) from error
         try:
-            yield connection
+            return work(connection)
         except BaseException as error:
             if _connection_lost(error):
                 connection.invalidate()
