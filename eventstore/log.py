@@ -1,6 +1,10 @@
-"""The append-only log: the only code that writes events, stream versions and global positions.
+"""The append-only log: the code that writes events, stream versions and global positions.
 
-An append runs inside the caller's transaction, in this order:
+(One other place writes them, with the same locks in the same order: `eventstore.one_statement_set`,
+the single-statement `set` of PostgreSQL, which declines whenever it could differ from this path.)
+
+An append runs inside the caller's transaction, on either kind of connection (`eventstore.prepared`),
+in this order:
 
 1. `claim` locks the asset's row and reserves the stream's next versions in one statement (UPDATE ...
    RETURNING). Writers of one asset queue here, and only here; writers of other assets go on. Holding
