@@ -14,7 +14,7 @@ every invariant the write path keeps, so the store cannot tell them from API wri
   es_asset_active holds the active assets (name and uri hashes as eventstore computes them);
 - es_state = the fold of each active asset's events (`events.fold`), with the version, time and writer
   of the event that wrote each value;
-- es_log_head.position = the highest position;
+- the last position handed out (es_log_head, or the sequence on PostgreSQL) = the highest position;
 - es_snapshots, when the schema has it (it is being added): the fold right after every version that is a
   multiple of `projections.snapshots.SNAPSHOT_INTERVAL`, encoded by its `encode_state`, which is what
   the inline snapshot projection writes when events are appended one at a time.
@@ -41,6 +41,7 @@ import sqlalchemy as sa
 
 from eventstore import Asset, schema
 from eventstore.assets import text_hash
+from eventstore.ordering import ordering_for
 
 BATCH = 10_000
 KEYS = 1_000
@@ -250,14 +251,14 @@ def _finish(engine: sa.Engine, streams: list[_Stream], head: int, deactivated_at
         for start in range(0, len(view), BATCH):
             conn.execute(schema.state.insert(), view[start : start + BATCH])
         keys = len(view)
-        conn.execute(schema.log_head.update().where(schema.log_head.c.id == 1).values(position=head))
+        ordering_for(conn.dialect).restart_after(conn, head)
     return keys
 
 
 def _head(engine: sa.Engine) -> tuple[int, int]:
     """(log head position, highest asset id) of the store."""
     with engine.connect() as conn:
-        head = conn.execute(sa.select(schema.log_head.c.position)).scalar_one()
+        head = ordering_for(conn.dialect).last_assigned(conn)
         top = conn.execute(sa.select(sa.func.max(schema.assets.c.id))).scalar()
     return int(head), int(top or 0)
 

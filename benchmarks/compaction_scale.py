@@ -19,8 +19,8 @@ What it does, on a database of its own (created by `benchmarks.databases`, dropp
      group small assets and split large ones. Global positions are dense, 1..events, interleaving the
      streams of 100 assets at a time as concurrent writers would; `recorded_at` grows with position;
    - es_state: the fold of each asset's events (every key's last set), which an inactive asset keeps
-     until compaction; es_log_head: the last position. No snapshot: streams are shorter than the
-     snapshot interval, so the write path would not have written one.
+     until compaction; the last position handed out: the highest position. No snapshot: streams are
+     shorter than the snapshot interval, so the write path would not have written one.
    The writer's active assets are then activated through the API.
 2. **Idle.** A writer process (spawned) sets a key on one of 10 active assets `--write-rate` times a
    second, one committed transaction per write, and records the latency of every write, counted from
@@ -55,6 +55,7 @@ import sqlalchemy as sa
 from benchmarks import databases
 from eventstore import Asset, Writer, open_store, schema
 from eventstore.compaction import DEFAULT_BATCH_SIZE
+from eventstore.ordering import ordering_for
 
 ACTIVE = [Asset(f"bench-active-{i}") for i in range(10)]
 INTERLEAVED_ASSETS = 100  # streams whose events are interleaved in the global order
@@ -141,7 +142,7 @@ def load(url: str, assets: int, events: int, keys: int) -> Loaded:
             for i in group:
                 written[names[i]] = (sizes[i], min(keys, max(0, sizes[i] - 2)))
         with engine.begin() as conn:
-            conn.execute(schema.log_head.update().values(position=position))
+            ordering_for(conn.dialect).restart_after(conn, position)
     finally:
         engine.dispose()
     return Loaded(

@@ -44,6 +44,7 @@ from benchmarks.databases import BenchDatabase
 from benchmarks.stats import interleave
 from eventstore import Asset, open_store
 from eventstore.database import Database
+from eventstore.ordering import ordering_for
 
 WRITERS = 8
 SHARED = Asset("bench-conc-shared")
@@ -225,7 +226,7 @@ def measure_concurrency(db: BenchDatabase, *, duration: float, reps: int) -> Con
 
     def head() -> int:
         with engine.connect() as conn:
-            return int(conn.exec_driver_sql("SELECT position FROM es_log_head WHERE id = 1").scalar_one())
+            return ordering_for(conn.dialect).last_assigned(conn)
 
     def counter() -> int:
         with open_store(db.url, migrate=False) as store:

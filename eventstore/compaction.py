@@ -8,10 +8,10 @@ Compacting one asset happens in two steps:
    deactivated at least `grace` ago, and with events after its last compaction (its stream head
    `version` is above the `last_version` of its latest es_compactions row). For every asset that passes,
    the same transaction writes its es_compactions row (`last_version` = the head it saw, the number of
-   events and view rows, `deactivated_at`, `position` = es_log_head now, `compacted_at`), deletes its
-   view rows and snapshots (`PER_ASSET_DERIVED_TABLES`) and, when they fit in the batch, its events.
-   From that commit on the asset is compacted: activating it again starts empty and its versions go on
-   after `last_version`, because es_assets.version survives.
+   events and view rows, `deactivated_at`, `position` = the last position handed out, `compacted_at`),
+   deletes its view rows and snapshots (`PER_ASSET_DERIVED_TABLES`) and, when they fit in the batch,
+   its events. From that commit on the asset is compacted: activating it again starts empty and its
+   versions go on after `last_version`, because es_assets.version survives.
 2. **The rest of a large stream, in batches.** The events of an asset that has more than fit in the
    deciding batch are deleted afterwards, `batch_size` at a time, lowest versions first, each batch in
    its own transaction under the row lock. Only events with version <= `last_version` are deleted: they
@@ -27,9 +27,9 @@ Why this is safe with concurrent writers and compactors:
 - Several compactors report each asset exactly once between them: the record is written in the
   transaction that decided, under the lock, and the check "head > last compacted version" made under
   the lock fails for every later compactor.
-- Positions are never reused: compaction never touches es_log_head, so the feed just has holes where
-  compacted events were. Positions are handed out under the ordering lock as the last step before
-  commit, so a hole below a position a reader has seen is always a deletion, never an event in flight.
+- Positions are never reused: compaction never touches es_log_head or the position sequence, so the
+  feed just has holes where compacted events were, which it reads across like any other settled hole
+  (eventstore.ordering).
 
 Batches: `batch_size` (default `DEFAULT_BATCH_SIZE`) bounds the events one transaction deletes. Small
 assets are grouped into one transaction up to that many events; view rows and snapshots are deleted
@@ -57,6 +57,7 @@ from eventstore import schema
 from eventstore.assets import Asset
 from eventstore.database import Database
 from eventstore.log import utcnow
+from eventstore.ordering import Ordering
 
 DEFAULT_BATCH_SIZE = 2_000
 """Events deleted per transaction unless `batch_size` says otherwise.
@@ -85,7 +86,6 @@ _active = schema.asset_active
 _events = schema.events
 _view = schema.state
 _records = schema.compactions
-_head = schema.log_head
 
 _is_active = sa.exists().where(_active.c.asset_id == _assets.c.id)
 _compacted_version = sa.func.coalesce(
@@ -213,7 +213,9 @@ def compact(
             compacted.extend(database.run(functools.partial(_preview, candidates=page)))
             continue
         for batch in _batches(page, size):
-            decide = functools.partial(_decide, candidates=batch, cutoff=cutoff, batch_size=size)
+            decide = functools.partial(
+                _decide, ordering=database.ordering, candidates=batch, cutoff=cutoff, batch_size=size
+            )
             for decision in _write_batch(database, decide):
                 if decision.events_left:
                     _delete_dead_events(database, decision.asset_id, decision.last_version, size)
@@ -337,7 +339,11 @@ def _lock_assets(conn: Connection, asset_ids: Sequence[int]) -> list[Any]:
 
 
 def _decide(
-    conn: Connection, candidates: Sequence[_Candidate], cutoff: datetime | None, batch_size: int
+    conn: Connection,
+    ordering: Ordering,
+    candidates: Sequence[_Candidate],
+    cutoff: datetime | None,
+    batch_size: int,
 ) -> list[_Decision]:
     """Lock the candidates, keep those still compactable, and compact them (step 1 of the docstring)."""
     locked = _lock_assets(conn, [c.asset_id for c in candidates])
@@ -363,7 +369,7 @@ def _decide(
         return []
     due_ids = [row.id for row in due]
     keys = _key_counts(conn, due_ids)
-    position = conn.execute(sa.select(_head.c.position).where(_head.c.id == 1)).scalar_one()
+    position = ordering.last_assigned(conn)
     now = utcnow()
     decisions: list[_Decision] = []
     deleted_now: list[int] = []

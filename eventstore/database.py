@@ -29,6 +29,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from eventstore.dialects import AUTOCOMMIT_OPTION, WRITE_OPTION, Backend, backend_for
 from eventstore.errors import StoreUnavailableError
+from eventstore.ordering import Ordering, ordering_for
 from eventstore.prepared import Prepared, driver_error
 
 T = TypeVar("T")
@@ -52,6 +53,7 @@ class Database:
         self.backend.configure(self.autocommit_engine)
         self.url_for_people = self.engine.url.render_as_string(hide_password=True)
         dialect = self.engine.dialect
+        self.ordering: Ordering = ordering_for(dialect)
         self._begin_write = Prepared(sa.text(self.backend.begin_write), dialect)
         self._commit = Prepared(sa.text("COMMIT"), dialect)
         self._rollback = Prepared(sa.text("ROLLBACK"), dialect)

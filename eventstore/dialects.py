@@ -105,6 +105,10 @@ class Backend(abc.ABC):
     begin_write: ClassVar[str] = "BEGIN"
     """The statement that begins a write transaction on a connection in autocommit mode."""
 
+    ordering: ClassVar[str] = "head_row"
+    """How global positions are handed out and read back gap-safely: "head_row" or "sequence" (see
+    eventstore.ordering)."""
+
     one_statement_set: ClassVar[bool] = False
     """True where one `set` can be written as one statement (data-modifying CTEs): see
     eventstore.one_statement_set."""
@@ -196,6 +200,7 @@ class SQLiteBackend(Backend):
 
 class PostgresBackend(Backend):
     names = ("postgresql",)
+    ordering = "sequence"
     one_statement_set = True
 
     def upsert(self, table: sa.Table, keys: Sequence[str]) -> sa.Executable:

@@ -13,9 +13,8 @@ in this order:
    transaction rolls back, versions and all.
 2. `append` stamps the events (the claimed versions, a time no earlier than the stream's last) and
    lets every inline projection apply them.
-3. Last, it takes the global ordering lock by advancing `es_log_head` and inserts the events with the
-   positions it got. The lock is held only from there to COMMIT, so positions become visible in the
-   order they were handed out: a reader that has seen position p never later finds a new event <= p.
+3. Last, it takes the events' global positions (`eventstore.ordering`: where that is the ordering lock
+   of `es_log_head`, it is held only from there to COMMIT) and inserts the events.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from eventstore import schema
 from eventstore.events import NewEvent, PendingEvent
+from eventstore.ordering import Ordering
 from eventstore.prepared import Connectable, Prepared
 from eventstore.writers import Writer
 
@@ -68,7 +68,6 @@ class NothingToRecord(Exception):
 _assets = schema.assets
 _active = schema.asset_active
 _events = schema.events
-_head = schema.log_head
 
 _is_active = sa.exists().where(_active.c.asset_id == _assets.c.id)
 
@@ -97,8 +96,6 @@ _claim_returning = {
     for active_only, claim in ((True, _claim_active), (False, _claim_any))
 }
 _insert_events = _events.insert()
-_advance_head = _head.update().where(_head.c.id == 1).values(position=_head.c.position + sa.bindparam("n"))
-_read_head = sa.select(_head.c.position).where(_head.c.id == 1)
 
 
 def writer_columns(writer: Writer, prefix: str) -> dict[str, object]:
@@ -119,18 +116,16 @@ def utcnow() -> datetime:
 class EventLog:
     """Appends events to asset streams and keeps the inline projections in the same transaction."""
 
-    def __init__(self, dialect: Dialect, projections: Sequence[InlineProjection]) -> None:
+    def __init__(self, ordering: Ordering, dialect: Dialect, projections: Sequence[InlineProjection]) -> None:
         self.projections = tuple(projections)
-        # MariaDB has no UPDATE ... RETURNING: there the claim and the head are read back after updating.
+        self._ordering = ordering
+        # MariaDB has no UPDATE ... RETURNING: there the claim is read back after updating.
         self._returning = dialect.update_returning
         if self._returning:
             self._claim = {active: Prepared(stmt, dialect) for active, stmt in _claim_returning.items()}
-            self._advance_head = Prepared(_advance_head.returning(_head.c.position), dialect)
         else:
             self._claim = {True: Prepared(_claim_active, dialect), False: Prepared(_claim_any, dialect)}
-            self._advance_head = Prepared(_advance_head, dialect)
         self._claimed = Prepared(_claimed, dialect)
-        self._read_head = Prepared(_read_head, dialect)
         self._insert_events = Prepared(_insert_events, dialect)
 
     def lock_stream(self, conn: Connection, identity_hash: str, *, active_only: bool) -> Stream | None:
@@ -169,14 +164,13 @@ class EventLog:
         ]
         for projection in self.projections:
             projection.apply(conn, events)
-        # The ordering lock: nothing may follow it in the transaction but the insert and COMMIT.
-        last = self._reserve_positions(conn, len(events))
-        first = last - len(events) + 1
+        # Where this is the ordering lock, nothing may follow it in the transaction but the insert and COMMIT.
+        positions = self._ordering.reserve(conn, len(events))
         self._insert_events.run_many(
             conn,
             [
                 {
-                    "position": first + i,
+                    "position": position,
                     "asset_id": e.asset_id,
                     "version": e.version,
                     "op": e.op.value,
@@ -186,17 +180,7 @@ class EventLog:
                     "recorded_at": e.recorded_at,
                     **writer_columns(e.writer, "writer_"),
                 }
-                for i, e in enumerate(events)
+                for position, e in zip(positions, events, strict=True)
             ],
         )
         return events
-
-    def _reserve_positions(self, conn: Connectable, n: int) -> int:
-        """Advance the log head by n under its row lock and return the last position reserved."""
-        if self._returning:
-            row = self._advance_head.first(conn, {"n": n})
-        else:
-            self._advance_head.run(conn, {"n": n})  # the row stays locked until commit
-            row = self._read_head.first(conn, {})
-        assert row is not None, "es_log_head has its one row from the first migration"
-        return int(row[0])

@@ -11,10 +11,9 @@ statement, which writes exactly the rows the log's transaction would:
          claim AS (UPDATE es_assets SET version = version + 1, last_recorded_at = <no earlier>
                    FROM stream WHERE id = stream.id AND version = stream.version RETURNING ...),
          view AS (INSERT INTO es_state SELECT ... FROM claim ON CONFLICT DO UPDATE ...),
-         head AS (UPDATE es_log_head SET position = position + 1 WHERE id = 1
-                  AND EXISTS (SELECT FROM claim) RETURNING position)
-    INSERT INTO es_events SELECT head.position, claim.*, (SELECT old value FROM es_state) ...
-    FROM claim, head RETURNING position
+         next_position AS (SELECT nextval('es_event_positions') FROM claim)
+    INSERT INTO es_events SELECT next_position.position, claim.*, (SELECT old value FROM es_state) ...
+    FROM claim, next_position RETURNING position
 
 Why it is exact, also under concurrency:
 - All parts of the statement read one snapshot, taken before it waited for any lock. `claim` only
@@ -22,9 +21,8 @@ Why it is exact, also under concurrency:
   condition on the newest row version after waiting for a concurrent writer). Every change to an
   asset's view rows bumps that version in the same transaction, so when the check passes, the old
   value read from the snapshot is the current one and `previous` is right.
-- Locks are taken in the log's order: the asset's row (`claim`) before the global head row (`head`
-  waits for `claim` through its EXISTS), and both are held to the statement's commit, so positions
-  become visible in the order they were handed out, as in the log's transaction.
+- The position is taken as in the log's transaction (`eventstore.ordering`), after the asset's row is
+  locked: `next_position` runs only on the row `claim` returns.
 - It records nothing (no row returned) when the asset is unknown or inactive, when another writer
   changed the asset since the snapshot, or when the new version is due for a snapshot
   (projections.snapshots). The caller then runs the log's transaction, which handles all of them.
@@ -40,6 +38,7 @@ from eventstore import schema
 from eventstore.dialects import Backend, JsonText, StateKey
 from eventstore.events import Op
 from eventstore.log import claim_versions, utcnow, writer_columns
+from eventstore.ordering import Ordering
 from eventstore.prepared import Prepared
 from eventstore.writers import Writer
 from projections import snapshots
@@ -48,7 +47,6 @@ _assets = schema.assets
 _active = schema.asset_active
 _view = schema.state
 _events = schema.events
-_head = schema.log_head
 
 _WRITER_FIELDS = ("kind", "dag_id", "run_id", "task_id", "map_index", "try_number")
 _key = sa.bindparam("key", type_=StateKey())
@@ -58,7 +56,7 @@ _writer = [
 ]
 
 
-def _statement(backend: Backend) -> sa.Insert:
+def _statement(backend: Backend, ordering: Ordering) -> sa.Insert:
     stream = (
         sa.select(_assets.c.id, _assets.c.version)
         .where(
@@ -89,18 +87,12 @@ def _statement(backend: Backend) -> sa.Insert:
         )
         .cte("view")
     )
-    head = (
-        _head.update()
-        .where(_head.c.id == 1, sa.exists(sa.select(claim.c.id)))
-        .values(position=_head.c.position + 1)
-        .returning(_head.c.position)
-        .cte("head")
-    )
+    next_position = ordering.next_position(claim)
     previous = (
         sa.select(_view.c.value).where(_view.c.asset_id == claim.c.id, _view.c.key == _key).scalar_subquery()
     )
     event_row = sa.select(
-        head.c.position,
+        next_position.c.position,
         claim.c.id,
         claim.c.version,
         sa.literal(Op.SET.value),
@@ -109,7 +101,7 @@ def _statement(backend: Backend) -> sa.Insert:
         previous,
         claim.c.last_recorded_at,
         *_writer,
-    ).select_from(claim, head)
+    ).select_from(claim, next_position)
     columns = ["position", "asset_id", "version", "op", "key", "value", "previous", "recorded_at"]
     return (
         _events.insert()
@@ -122,8 +114,8 @@ def _statement(backend: Backend) -> sa.Insert:
 class OneStatementSet:
     """Runs the statement on a connection in autocommit: the statement is its own transaction."""
 
-    def __init__(self, backend: Backend, dialect: Dialect) -> None:
-        self._statement = Prepared(_statement(backend), dialect)
+    def __init__(self, backend: Backend, ordering: Ordering, dialect: Dialect) -> None:
+        self._statement = Prepared(_statement(backend, ordering), dialect)
 
     def try_set(
         self, conn: PoolProxiedConnection, identity_hash: str, key: str, text: str, writer: Writer

@@ -5,7 +5,8 @@
         ├──── es_asset_active        which assets may be read and written now
         ├──< es_snapshots            the state every N versions, so as-of folds only a few events
         └──< es_compactions          what compaction removed, kept forever
-    es_log_head                      the last global position handed out
+    es_log_head                      the last global position handed out (SQLite, MariaDB/MySQL)
+    es_event_positions               the sequence of global positions (PostgreSQL; see eventstore.ordering)
 
 Migrations (eventstore/migrations) create exactly these tables; nothing else creates tables.
 """
@@ -75,8 +76,8 @@ asset_active = sa.Table(
 events = sa.Table(
     "es_events",
     metadata,
-    # Global position: handed out from es_log_head as the last step before commit, so positions appear
-    # in commit order with no gaps behind a reader; never reused, even after rows are deleted.
+    # Global position: handed out as the last step before commit (eventstore.ordering), so that no event
+    # ever appears behind a reader of the feed; never reused, even after rows are deleted.
     sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("asset_id", sa.Integer, sa.ForeignKey(assets.c.id), nullable=False),
     sa.Column("version", sa.BigInteger, nullable=False),  # 1, 2, 3, ... within the asset's stream
@@ -116,10 +117,16 @@ log_head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1: a single row
     # The last global position handed out. Only ever grows. Updating it is the ordering lock: it is the
     # last statement of every appending transaction, so positions commit in the order they are given.
+    # Used where Backend.ordering is "head_row"; on PostgreSQL it stays as migration 0003 left it.
     sa.Column("position", sa.BigInteger, nullable=False),
     sa.CheckConstraint("id = 1", name="single_row"),
     **TABLE_OPTIONS,
 )
+
+# PostgreSQL's global positions (Backend.ordering "sequence"): handed out without a lock held to COMMIT,
+# so concurrent writers commit together; the feed settles the holes (eventstore.ordering). CACHE 1 (the
+# default) keeps the numbers increasing across sessions, which that proof needs. Not created elsewhere.
+event_positions = sa.Sequence("es_event_positions", start=1, cache=1, metadata=metadata)
 
 compactions = sa.Table(
     "es_compactions",

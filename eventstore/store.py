@@ -66,10 +66,13 @@ class Store:
         backend, dialect = database.backend, database.dialect
         self._view = CurrentStateView(backend, dialect)
         # Snapshots copy the view's rows after it has applied the events, so they come after it.
+        ordering = database.ordering
         self._log = EventLog(
-            dialect, projections=[self._view, SnapshotProjection(self._view, backend, dialect)]
+            ordering, dialect, projections=[self._view, SnapshotProjection(self._view, backend, dialect)]
         )
-        self._one_statement_set = OneStatementSet(backend, dialect) if backend.one_statement_set else None
+        self._one_statement_set = (
+            OneStatementSet(backend, ordering, dialect) if backend.one_statement_set else None
+        )
 
     @property
     def url(self) -> str:
@@ -185,7 +188,7 @@ class Store:
 
         A reader that has seen position p never later finds a committed event at or below p.
         """
-        return self._db.run(lambda conn: history_reader.feed(conn, after, limit))
+        return self._db.run(lambda conn: history_reader.feed(conn, self._db.ordering, after, limit))
 
     def state_as_of(
         self, asset: Asset, *, at: datetime | None = None, position: int | None = None

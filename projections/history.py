@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Row
 from eventstore import codec, schema
 from eventstore.assets import Asset
 from eventstore.events import Change, Event, Op
+from eventstore.ordering import Ordering
 from eventstore.writers import Writer, WriterKind
 
 _events = schema.events
@@ -176,8 +177,9 @@ def _paged(
         last = rows[-1]._mapping[column.name]
 
 
-def feed(conn: Connection, after: int, limit: int) -> list[Event]:
-    """Events with position > `after`, in position order, at most `limit`."""
+def feed(conn: Connection, ordering: Ordering, after: int, limit: int) -> list[Event]:
+    """Events with position > `after`, in position order, at most `limit`: only those no event committed
+    later can come before (`Ordering.read_settled`)."""
     query = (
         sa.select(_events, _assets.c.name.label("asset_name"), _assets.c.uri.label("asset_uri"))
         .join(_assets, _assets.c.id == _events.c.asset_id)
@@ -196,5 +198,5 @@ def feed(conn: Connection, after: int, limit: int) -> list[Event]:
             writer=writer_from_row(row),
             asset=Asset(row.asset_name, row.asset_uri),
         )
-        for row in conn.execute(query)
+        for row in ordering.read_settled(conn, query, after)
     ]

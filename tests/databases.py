@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore import open_store, schema
+from eventstore.ordering import ordering_for
 
 SERVERS = {
     "postgres": os.environ.get("EVENTSTORE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"),
@@ -88,14 +89,14 @@ def sqlite_copy(template: Path, directory: Path, name: str = "store.db") -> str:
 
 
 def empty_tables(url: str) -> None:
-    """Delete every row eventstore wrote and reset the log head: a migrated, empty store."""
+    """Delete every row eventstore wrote and reset the log head (or the position sequence): a migrated,
+    empty store."""
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
             for table in reversed(schema.metadata.sorted_tables):
-                if table is schema.log_head:
-                    conn.execute(table.update().values(position=0))
-                else:
+                if table is not schema.log_head:
                     conn.execute(table.delete())
+            ordering_for(conn.dialect).restart_after(conn, 0)
     finally:
         engine.dispose()

@@ -35,6 +35,7 @@ from eventstore import (
     schema,
 )
 from eventstore.compaction import DEFAULT_BATCH_SIZE, GRACE_VARIABLE, grace_from_environment, parse_grace
+from eventstore.database import Database
 from projections import snapshots
 from tests.logcheck import LogInspector, fold_log
 from tests.test_invariants import ASSETS, KEYS, StoreMachine, assets, run_on, writers
@@ -83,13 +84,12 @@ def snapshot_counts(url: str) -> dict[int, int]:
 
 
 def log_head(url: str) -> int:
-    """The last position handed out (es_log_head), read with plain SQL."""
-    engine = sa.create_engine(url)
+    """The last position handed out (es_log_head, or the position sequence on PostgreSQL)."""
+    database = Database(url)
     try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.select(schema.log_head.c.position)).scalar_one())
+        return database.run(database.ordering.last_assigned)
     finally:
-        engine.dispose()
+        database.dispose()
 
 
 # --- What compaction removes and keeps --------------------------------------------------------------

@@ -5,17 +5,22 @@ are handed out before commit)."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, TimeoutError
+from datetime import UTC, datetime
 from multiprocessing.managers import SyncManager
 from threading import Barrier
 
 import pytest
+import sqlalchemy as sa
 
-from eventstore import Asset, Store, open_store
+from eventstore import Asset, Store, open_store, ordering, schema
+from eventstore.database import Database
 
 WRITERS = 8
 WRITES_PER_WRITER = 80
@@ -78,3 +83,57 @@ def test_a_tailing_reader_sees_every_event_once_in_order(
     assert seen == full  # nothing missed, nothing twice, nothing out of order
     # The reader really tailed the writers, rather than reading the finished log once.
     assert reads_while_writing >= 10
+
+
+def test_a_reader_never_passes_a_position_still_in_flight(
+    store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction has taken position q and not committed; another commits q + 1 meanwhile (PostgreSQL)
+    or waits for the ordering lock (SQLite, MariaDB). The feed must not return q + 1 before q."""
+    monkeypatch.setattr(ordering, "SETTLE_TIMEOUT", 0.5)
+    slow, fast = Asset("slow"), Asset("fast")
+    store.activate(slow)
+    store.activate(fast)
+    last = store.events()[-1].position
+    reserved, release = threading.Event(), threading.Event()
+    database = Database(db_url)
+
+    def slow_write(conn: sa.Connection) -> int:
+        """What the log does, paused between taking the position and inserting the event."""
+        assets = schema.assets
+        conn.execute(assets.update().where(assets.c.name == slow.name).values(version=assets.c.version + 1))
+        asset_id, version = conn.execute(
+            sa.select(assets.c.id, assets.c.version).where(assets.c.name == slow.name)
+        ).one()
+        [position] = database.ordering.reserve(conn, 1)
+        reserved.set()
+        assert release.wait(timeout=30)
+        conn.execute(
+            schema.events.insert().values(
+                position=position,
+                asset_id=asset_id,
+                version=version,
+                op="set",
+                key="k",
+                value="1",
+                writer_kind="api",
+                recorded_at=datetime.now(UTC),
+            )
+        )
+        return int(position)
+
+    with ThreadPoolExecutor(2) as threads:
+        in_flight = threads.submit(database.run, slow_write, write=True)
+        assert reserved.wait(timeout=30)
+        later = threads.submit(store.asset(fast).set, "k", 2)
+        with contextlib.suppress(TimeoutError):  # PostgreSQL commits it; the others wait at the ordering lock
+            later.result(timeout=1)
+        assert store.events(after=last) == []
+        assert [e.position for e in store.events(after=last - 1)] in ([], [last])  # never q + 1
+        release.set()
+        q = in_flight.result(timeout=30)
+        later.result(timeout=30)
+    database.dispose()
+
+    feed = store.events(after=last)
+    assert [(e.position, e.asset) for e in feed] == [(q, slow), (q + 1, fast)]

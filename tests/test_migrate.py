@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
-from eventstore import SchemaVersionError, open_store
+from eventstore import Asset, SchemaVersionError, open_store, schema
 from eventstore.cli import main as cli
-from eventstore.migrate import VERSION_TABLE, head_revision
+from eventstore.migrate import VERSION_TABLE, alembic_config, head_revision
 from tests import databases
 
 
@@ -62,3 +63,33 @@ def test_migrations_from_several_processes_at_once(backend: str, tmp_path: Path)
     finally:
         if backend != "sqlite":
             databases.drop_database(backend, url)
+
+
+def _downgrade(url: str, revision: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, revision)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+def test_positions_go_on_across_migration_0003(db_url: str) -> None:
+    """0003 moves PostgreSQL's positions from es_log_head to a sequence (and back on downgrade): no
+    position is handed out twice either way. Elsewhere it changes nothing, and the same holds."""
+    asset = Asset("a")
+    with open_store(db_url) as store:
+        store.activate(asset)
+        store.asset(asset).set("k", 1)
+        last = store.events()[-1].position
+    _downgrade(db_url, "0002")
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema.log_head.c.position)).scalar_one() == last
+    engine.dispose()
+    with open_store(db_url) as store:  # upgrades to the head again
+        store.asset(asset).set("k", 2)
+        assert [e.position for e in store.events(after=last)] == [last + 1]

@@ -34,7 +34,7 @@ def database(db_url: str) -> Iterator[Database]:
 
 
 def _try_set(database: Database, key: str, text: str, asset: Asset = ASSET) -> bool:
-    fast = OneStatementSet(PostgresBackend(), database.engine.dialect)
+    fast = OneStatementSet(PostgresBackend(), database.ordering, database.engine.dialect)
     return database.run_direct(lambda conn: fast.try_set(conn, asset.identity_hash, key, text, WRITER))
 
 
