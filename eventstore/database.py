@@ -1,9 +1,10 @@
 """One database: its engine, its transactions, and how database failures reach the user.
 
 Every unit of work runs through `Database.run(work, write=...)`: `work(conn)` runs in one transaction
-that commits when it returns and rolls back when it raises, so nothing is ever half-applied. A read of
-a single statement can use `Database.read_one(work)` instead, on a second pool of autocommit
-connections: no BEGIN and COMMIT around it (one round trip instead of three on PostgreSQL).
+that commits when it returns and rolls back when it raises, so nothing is ever half-applied. A read
+whose statements each stand alone can use `Database.read_in_autocommit(work)` instead, on a second pool
+of autocommit connections: no BEGIN and COMMIT around it (one round trip instead of three on
+PostgreSQL for a single statement).
 
 The hot paths (`get`; `set` in one statement where the database can) run through
 `Database.run_direct(work)`: `work` gets a pooled autocommit DBAPI connection and runs one prepared
@@ -86,8 +87,9 @@ class Database:
 
         return self._with_retries(attempt)
 
-    def read_one(self, work: Callable[[Connection], T]) -> T:
-        """Run `work(conn)`, which must issue a single read statement, on an autocommit connection."""
+    def read_in_autocommit(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(conn)`, which only reads, on an autocommit connection: each statement it issues is a
+        transaction of its own (one, for a consistent read)."""
 
         def attempt(state: _Attempt) -> T:
             with self.autocommit_engine.connect() as conn:

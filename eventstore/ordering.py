@@ -38,6 +38,7 @@ two ways, and `Backend.ordering` says which one a database uses:
 from __future__ import annotations
 
 import abc
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -51,7 +52,9 @@ from eventstore.prepared import Connectable, Prepared
 
 SETTLE_TIMEOUT = 5.0
 """Seconds a feed read waits for the transactions in progress when it met a hole (SequenceOrdering)."""
-_SETTLE_POLL = 0.0005
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.0002, 0.005
+
+logger = logging.getLogger("eventstore")
 
 _head = schema.log_head
 _events = schema.events
@@ -66,9 +69,9 @@ class Ordering(abc.ABC):
         the transaction does before inserting its events and committing."""
 
     @abc.abstractmethod
-    def next_position(self, after: sa.CTE) -> sa.CTE:
-        """A CTE with one `position` column and one row per row of `after` (one new position each), run
-        only once `after` has produced its rows: the ordering step of the one-statement set."""
+    def next_position(self, source: sa.CTE) -> sa.CTE:
+        """A CTE with one `position` column and one row per row of `source` (one new position each), run
+        only once `source` has produced its rows: the ordering step of the one-statement set."""
 
     @abc.abstractmethod
     def last_assigned(self, conn: Connection) -> int:
@@ -82,7 +85,8 @@ class Ordering(abc.ABC):
     @abc.abstractmethod
     def read_settled(self, conn: Connection, query: sa.Select[Any], after: int) -> Sequence[Row[Any]]:
         """The rows of `query` (events with position > `after`, in position order, limited) that no event
-        committed later can come before. `query` selects `es_events.position`."""
+        committed later can come before. `query` selects `es_events.position`. `conn` is in autocommit:
+        each statement is its own transaction, with a snapshot of its own."""
 
 
 class HeadRowOrdering(Ordering):
@@ -105,11 +109,11 @@ class HeadRowOrdering(Ordering):
         last = int(row[0])
         return list(range(last - n + 1, last + 1))
 
-    def next_position(self, after: sa.CTE) -> sa.CTE:
-        # Locked only once `after` has a row (EXISTS), so in the log's order: the asset's row first.
+    def next_position(self, source: sa.CTE) -> sa.CTE:
+        # Locked only once `source` has a row (EXISTS), so in the log's order: the asset's row first.
         return (
             _head.update()
-            .where(_head.c.id == 1, sa.exists(sa.select(after)))
+            .where(_head.c.id == 1, sa.exists(sa.select(source)))
             .values(position=_head.c.position + 1)
             .returning(_head.c.position)
             .cte("next_position")
@@ -122,7 +126,7 @@ class HeadRowOrdering(Ordering):
         conn.execute(_head.update().where(_head.c.id == 1).values(position=position))
 
     def read_settled(self, conn: Connection, query: sa.Select[Any], after: int) -> Sequence[Row[Any]]:
-        return conn.execute(query).all()
+        return conn.execute(query).all()  # positions become visible in order: nothing to settle
 
 
 class SequenceOrdering(Ordering):
@@ -130,23 +134,29 @@ class SequenceOrdering(Ordering):
 
     def __init__(self, dialect: Dialect) -> None:
         positions = schema.event_positions
+        # The transaction id first (MATERIALIZED: evaluated before any nextval), so the module doc's
+        # argument holds for every caller, also one that has not written a row yet.
+        own_id = sa.select(sa.func.pg_current_xact_id()).cte("own_transaction").prefix_with("MATERIALIZED")
         numbers = sa.func.generate_series(1, sa.bindparam("n")).table_valued("n")
-        self._reserve = Prepared(sa.select(positions.next_value()).select_from(numbers), dialect)
+        self._reserve = Prepared(
+            sa.select(positions.next_value()).select_from(own_id).join(numbers, sa.true()), dialect
+        )
         self._last = sa.select(sa.text("CASE WHEN is_called THEN last_value ELSE 0 END")).select_from(
             sa.table(positions.name)
         )
-        self._own_transaction_id = sa.select(sa.cast(sa.func.pg_current_xact_id(), sa.Text))
-        # True when no transaction older than `marker` was in progress as this statement's snapshot was taken.
+        self._new_transaction_id = sa.select(sa.cast(sa.func.pg_current_xact_id(), sa.Text))
         oldest_in_progress = sa.func.pg_snapshot_xmin(sa.func.pg_current_snapshot())
-        self._older_finished = (oldest_in_progress >= sa.cast(sa.bindparam("marker"), _Xid8)).label("settled")
+        self._none_older_in_progress = sa.select(oldest_in_progress >= sa.cast(sa.bindparam("marker"), _Xid8))
+        # Every position up to here is committed or a hole forever (raised by each wait that settled).
+        self._settled_through = 0
 
     def reserve(self, conn: Connectable, n: int) -> list[int]:
         return sorted(int(row[0]) for row in self._reserve.all(conn, {"n": n}))
 
-    def next_position(self, after: sa.CTE) -> sa.CTE:
+    def next_position(self, source: sa.CTE) -> sa.CTE:
         return (
             sa.select(schema.event_positions.next_value().label("position"))
-            .select_from(after)
+            .select_from(source)
             .cte("next_position")
         )
 
@@ -157,22 +167,38 @@ class SequenceOrdering(Ordering):
         # setval(seq, p) hands out p + 1 next; setval(seq, 1, false) hands out 1 next.
         called = position > 0
         conn.execute(sa.select(sa.func.setval(schema.event_positions.name, max(position, 1), called)))
+        self._settled_through = 0
 
     def read_settled(self, conn: Connection, query: sa.Select[Any], after: int) -> Sequence[Row[Any]]:
         rows = conn.execute(query).all()
-        if _without_holes(after, rows):
+        final = _final_rows(after, rows, self._settled_through)
+        if final == len(rows):
             return rows
-        # Wait out the transactions that may still fill a hole (module doc, 2).
-        marker = conn.execute(self._own_transaction_id).scalar_one()
-        bounded = query.where(_events.c.position <= rows[-1].position).add_columns(self._older_finished)
+        # A hole that a transaction in progress may still fill: wait those out (module doc, 2).
+        marker = conn.execute(self._new_transaction_id).scalar_one()  # autocommit: committed at once
+        if not self._wait_for_older_transactions(conn, marker):
+            logger.warning(
+                "The feed waited %.0f s for write transactions older than %s to finish; returning only "
+                "the events before the first unsettled hole. A transaction left open on the server holds "
+                "the feed back until it ends.",
+                SETTLE_TIMEOUT,
+                marker,
+            )
+            return rows[:final]
+        bound = rows[-1].position
+        self._settled_through = max(self._settled_through, bound)
+        return conn.execute(query.where(_events.c.position <= bound)).all()
+
+    def _wait_for_older_transactions(self, conn: Connection, marker: str) -> bool:
+        """Poll until no transaction older than `marker` is in progress; False after SETTLE_TIMEOUT."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            rows = conn.execute(bounded, {"marker": marker}).all()
-            if not rows or rows[0].settled:
-                return rows
+        pause = _FIRST_PAUSE
+        while not conn.execute(self._none_older_in_progress, {"marker": marker}).scalar_one():
             if time.monotonic() > deadline:
-                return []
-            time.sleep(_SETTLE_POLL)
+                return False
+            time.sleep(pause)
+            pause = min(2 * pause, _LONGEST_PAUSE)
+        return True
 
 
 class _Xid8(sa.types.UserDefinedType[str]):
@@ -184,9 +210,15 @@ class _Xid8(sa.types.UserDefinedType[str]):
         return "xid8"
 
 
-def _without_holes(after: int, rows: Sequence[Row[Any]]) -> bool:
-    """True if the rows' positions are after+1, after+2, ... (also when there are none)."""
-    return all(row.position == after + number for number, row in enumerate(rows, start=1))
+def _final_rows(after: int, rows: Sequence[Row[Any]], settled_through: int) -> int:
+    """How many of the rows, from the first, are final: up to the first hole above `settled_through`
+    (all of them when their positions run on from `after` without one)."""
+    previous = after
+    for index, row in enumerate(rows):
+        if row.position - 1 > max(previous, settled_through):  # a hole, and not known to be settled
+            return index
+        previous = row.position
+    return len(rows)
 
 
 def ordering_for(dialect: Dialect) -> Ordering:

@@ -110,7 +110,7 @@ class Store:
     def is_active(self, asset: Asset) -> bool:
         """True if the asset is registered and active."""
         _check_asset(asset)
-        return self._db.read_one(lambda conn: self._active_id(conn, asset) is not None)
+        return self._db.read_in_autocommit(lambda conn: self._active_id(conn, asset) is not None)
 
     def assets(self, active: bool | None = None) -> list[AssetInfo]:
         """Every registered asset (or only the active or inactive ones), by id."""
@@ -188,7 +188,9 @@ class Store:
 
         A reader that has seen position p never later finds a committed event at or below p.
         """
-        return self._db.run(lambda conn: history_reader.feed(conn, self._db.ordering, after, limit))
+        return self._db.read_in_autocommit(
+            lambda conn: history_reader.feed(conn, self._db.ordering, after, limit)
+        )
 
     def state_as_of(
         self, asset: Asset, *, at: datetime | None = None, position: int | None = None

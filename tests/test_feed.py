@@ -1,7 +1,7 @@
 """The global feed under concurrent writers: a reader tailing `events(after=last)` while 8 writer processes
 append never misses an event, never sees one twice and never sees them out of order. On all three
-databases (the ordering lock matters on PostgreSQL and MariaDB, where sequence and auto-increment values
-are handed out before commit)."""
+databases (eventstore.ordering: the ordering lock on SQLite and MariaDB, the sequence settled by the
+reader on PostgreSQL)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore import Asset, AssetNotFoundError, CompactedError, Op, Store, schema
+from eventstore.ordering import ordering_for
 from projections import snapshots
 
 ORDERS = Asset("orders", "s3://data/orders/")
@@ -138,7 +139,7 @@ def _compact_by_hand(db_url: str, asset: Asset, compacted_at: datetime) -> int:
                     schema.assets.c.identity_hash == asset.identity_hash
                 )
             ).one()
-            position = conn.execute(sa.select(schema.log_head.c.position)).scalar_one()
+            position = ordering_for(conn.dialect).last_assigned(conn)
             count = conn.execute(schema.events.delete().where(schema.events.c.asset_id == asset_id)).rowcount
             keys = conn.execute(schema.state.delete().where(schema.state.c.asset_id == asset_id)).rowcount
             conn.execute(schema.snapshots.delete().where(schema.snapshots.c.asset_id == asset_id))

@@ -3,7 +3,7 @@
 Where `Backend.ordering` is "sequence", positions come from es_event_positions instead of the locked
 es_log_head row (eventstore.ordering). The sequence continues after the last position the head handed
 out, so positions are never reused; downgrading writes the sequence's last value back into the head.
-Elsewhere this revision changes nothing.
+Elsewhere this revision changes nothing. Upgrade with the writers of the previous version stopped.
 
 Revision ID: 0003
 Revises: 0002
@@ -34,7 +34,13 @@ def upgrade() -> None:
     if not _uses_sequence():
         return
     op.execute(sa.schema.CreateSequence(event_positions))
-    head = op.get_bind().execute(sa.select(log_head.c.position).where(log_head.c.id == 1)).scalar_one()
+    # Locked to the end of the migration: a writer of the previous version still running waits, and
+    # then fails on a duplicate position instead of reusing one silently. Stop writers to upgrade.
+    head = (
+        op.get_bind()
+        .execute(sa.select(log_head.c.position).where(log_head.c.id == 1).with_for_update())
+        .scalar_one()
+    )
     if head > 0:  # the next position is head + 1
         op.execute(sa.select(sa.func.setval(event_positions.name, head)))
 
