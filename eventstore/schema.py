@@ -86,14 +86,14 @@ events = sa.Table(
     sa.Column("value", JsonText),  # the new value's JSON text (set only)
     sa.Column("previous", JsonText),  # what the change replaced (set/delete: old value; clear: all keys)
     *_writer_columns("writer_"),
+    # When the change was made. Never decreases with version within a stream, so times are found through
+    # the (asset_id, version) key (projections.versions): no index of its own for every write to update.
     sa.Column("recorded_at", UtcDateTime, nullable=False),
     # One event per version: a second writer can never slip in the same version (the optimistic guard
     # under the row lock; also serves reads of one stream in order).
     sa.UniqueConstraint("asset_id", "version"),
     # One key's history without scanning the stream (clears have key NULL and sort together).
     sa.Index(None, "asset_id", "key", "position"),
-    # As-of by time within a stream.
-    sa.Index(None, "asset_id", "recorded_at"),
     **TABLE_OPTIONS,
 )
 

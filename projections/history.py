@@ -17,6 +17,7 @@ from eventstore.assets import Asset
 from eventstore.events import Change, Event, Op
 from eventstore.ordering import Ordering
 from eventstore.writers import Writer, WriterKind
+from projections import versions
 
 _events = schema.events
 _assets = schema.assets
@@ -68,25 +69,27 @@ def history(
 
     Reads only through indexes, in their order, and only as far as `limit` needs: within a stream
     recorded_at never decreases with version (nor version with position), so the time bounds become
-    version and position bounds (`_first_event_at_or_after`). Without a key the stream is read through the
-    (asset_id, version) key; with one, the key's own events and the asset's clears are two ordered reads
-    of the (asset_id, key, position) index (clears have key NULL), merged by position.
+    version and position bounds (`_Timeline`, through projections.versions). Without a key the stream is
+    read through the (asset_id, version) key; with one, the key's own events and the asset's clears are
+    two ordered reads of the (asset_id, key, position) index (clears have key NULL), merged by position.
     """
     if limit is not None and limit <= 0:
         return []
-    low = high = None
-    if since is not None:
-        low = _first_event_at_or_after(conn, asset_id, since)
-        if low is None:
-            return []
-    if until is not None:
-        high = _first_event_at_or_after(conn, asset_id, until)
-    page = _PAGE if limit is None else min(_PAGE, limit)
     # Events at or below the latest compaction's last version are dead even while compaction is still
     # deleting them in batches (or after it was interrupted): history shows only surviving events.
     # Every dead event was appended before the compaction, so `position <=` its position; filter on the
     # column the chosen index is ordered by (a version bound would steer SQLite off the key index).
     compaction = conn.execute(_latest_compaction, {"asset_id": asset_id}).first()
+    low = high = None
+    if since is not None or until is not None:
+        timeline = _Timeline(conn, asset_id, base=0 if compaction is None else compaction.last_version)
+        if since is not None:
+            low = timeline.first_event_at_or_after(since)
+            if low is None:
+                return []
+        if until is not None:
+            high = timeline.first_event_at_or_after(until)
+    page = _PAGE if limit is None else min(_PAGE, limit)
     stream = _events.c.asset_id == asset_id
     if key is None:
         if compaction is not None:
@@ -123,15 +126,7 @@ _latest_compaction = (
     .limit(1)
 )
 
-# The first event of a stream recorded at or after a time: the lowest version of the earliest such
-# instant. Both steps seek the (asset_id, recorded_at) index.
-_events_at_earliest_time = sa.select(_events.c.version, _events.c.position).where(
-    _events.c.asset_id == sa.bindparam("asset_id"),
-    _events.c.recorded_at
-    == sa.select(sa.func.min(_events.c.recorded_at))
-    .where(_events.c.asset_id == sa.bindparam("asset_id"), _events.c.recorded_at >= sa.bindparam("at"))
-    .scalar_subquery(),
-)
+_head_version = sa.select(_assets.c.version).where(_assets.c.id == sa.bindparam("asset_id"))
 
 
 class _Bound(NamedTuple):
@@ -141,10 +136,28 @@ class _Bound(NamedTuple):
     position: int
 
 
-def _first_event_at_or_after(conn: Connection, asset_id: int, at: datetime) -> _Bound | None:
-    """The stream's first event recorded at or after `at`, or None."""
-    rows = conn.execute(_events_at_earliest_time, {"asset_id": asset_id, "at": at}).all()
-    return min((_Bound(row.version, row.position) for row in rows), default=None)
+class _Timeline:
+    """The surviving versions of one stream (after `base`, up to its head), for turning times into bounds."""
+
+    def __init__(self, conn: Connection, asset_id: int, base: int) -> None:
+        self._conn, self._asset_id, self._base = conn, asset_id, base
+        self._head = int(conn.execute(_head_version, {"asset_id": asset_id}).scalar_one())
+
+    def first_event_at_or_after(self, at: datetime) -> _Bound | None:
+        """The stream's first surviving event recorded at or after `at`, or None."""
+        before = versions.last_version_at_or_before(
+            self._conn,
+            self._asset_id,
+            _events.c.recorded_at,
+            at,
+            base=self._base,
+            head=self._head,
+            inclusive=False,
+        )
+        if before >= self._head:
+            return None
+        position = versions.position_of(self._conn, self._asset_id, before + 1)
+        return None if position is None else _Bound(before + 1, position)
 
 
 def _within(

@@ -2,11 +2,9 @@
 
 How a point becomes a state, without folding the whole stream:
 
-1. The point becomes a stream version. By position: within one stream, positions grow with versions
-   (both are handed out under the stream's lock), so a search over versions through the
-   (asset_id, version) key finds the last version at or before the position in a handful of queries.
-   By time: within one stream `recorded_at` never decreases with version, so the (asset_id, recorded_at)
-   index gives the latest time at or before `at`, and the last version stamped with that time.
+1. The point becomes a stream version: the last version at or before the position, or recorded at or
+   before the time, found in a handful of queries through the (asset_id, version) key
+   (projections.versions).
 2. The newest snapshot at or before that version (projections.snapshots) gives a starting state.
 3. The events after the snapshot, up to that version, are folded onto it (eventstore.events.fold).
 
@@ -29,15 +27,12 @@ from eventstore.assets import Asset
 from eventstore.codec import JSON
 from eventstore.errors import AssetNotFoundError, CompactedError
 from eventstore.events import Op, fold
+from projections import versions
 from projections.snapshots import latest_snapshot
 
 _events = schema.events
 _assets = schema.assets
 _compactions = schema.compactions
-
-# Versions probed per query when searching for the last version at or before a position: a stream of
-# a million versions takes four queries.
-_PROBES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +72,6 @@ _stream = (
         )
     )
     .where(_assets.c.identity_hash == sa.bindparam("identity_hash"))
-)
-_probe = sa.select(_events.c.version, _events.c.position).where(
-    _events.c.asset_id == sa.bindparam("asset_id"),
-    _events.c.version.in_(sa.bindparam("versions", expanding=True)),
-)
-# Within a stream recorded_at never decreases with version: the last version at or before a time is the
-# last one stamped with the latest recorded_at <= that time. Both steps seek the (asset_id, recorded_at)
-# index; the outer query returns the (few) versions of that instant rather than max(version), which
-# SQLite would answer by walking the (asset_id, version) key backwards instead.
-_versions_at_latest_time = sa.select(_events.c.version).where(
-    _events.c.asset_id == sa.bindparam("asset_id"),
-    _events.c.recorded_at
-    == sa.select(sa.func.max(_events.c.recorded_at))
-    .where(_events.c.asset_id == sa.bindparam("asset_id"), _events.c.recorded_at <= sa.bindparam("at"))
-    .scalar_subquery(),
 )
 _events_between = (
     sa.select(_events.c.op, _events.c.key, _events.c.value)
@@ -141,17 +121,18 @@ def state_as_of(
         if stream.head_position is not None and stream.head_position <= position:
             version = stream.version
         else:
-            version = _last_version_at_position(conn, stream.id, position, base, stream.version)
+            version = versions.last_version_at_or_before(
+                conn, stream.id, _events.c.position, position, base=base, head=stream.version
+            )
     else:
         assert at is not None
-        found = max(
-            conn.execute(_versions_at_latest_time, {"asset_id": stream.id, "at": at}).scalars(), default=None
+        version = versions.last_version_at_or_before(
+            conn, stream.id, _events.c.recorded_at, at, base=base, head=stream.version
         )
-        if found is None:
+        if version == base:  # no surviving event at or before `at`
             if mark is not None and at <= mark.compacted_at:
                 raise compacted_error(asset, mark, f"at {at.isoformat()}")
             return {}
-        version = found
     state = fold_stream(conn, stream.id, version, base)
     return {key: codec.decode(text) for key, text in sorted(state.items())}
 
@@ -169,25 +150,3 @@ def fold_stream(conn: Connection, asset_id: int, version: int, base: int = 0) ->
     ):
         fold(state, Op(op), key, value)
     return state
-
-
-def _last_version_at_position(conn: Connection, asset_id: int, position: int, base: int, head: int) -> int:
-    """The asset's last version whose position is <= `position` (`base` if none).
-
-    A k-ary search over the versions base+1..head: each query fetches the positions of up to _PROBES
-    evenly spaced versions through the (asset_id, version) key and narrows the range to one gap.
-    """
-    # Invariant: version `low` is at or before the position (or is the base); versions >= `high` are after.
-    low, high = base, head + 1
-    while high - low > 1:
-        step = max(1, (high - low) // _PROBES)
-        versions = sorted({*range(low + step, high, step), high - 1})
-        narrowed = False
-        for version, at_position in conn.execute(_probe, {"asset_id": asset_id, "versions": versions}):
-            if at_position <= position and version > low:
-                low, narrowed = version, True
-            elif at_position > position and version < high:
-                high, narrowed = version, True
-        if not narrowed:  # none of the probed versions exists any more (compacted meanwhile)
-            break
-    return low
