@@ -150,7 +150,7 @@ def postgres_variants(db: BenchDatabase) -> tuple[dict[str, Callable[[str, str],
         f"INSERT INTO es_state ({_VIEW_COLUMNS.format(key='key')}) VALUES ({values}) "
         f"ON CONFLICT (asset_id, key) DO UPDATE SET {_VIEW_UPDATE.format(x='excluded.')}"
     )
-    head = "UPDATE es_log_head SET position = position + 1 WHERE id = 1 RETURNING position"
+    head = "SELECT nextval('es_event_positions')"  # PostgreSQL's positions (eventstore.ordering)
     event = (
         f"INSERT INTO es_events ({_EVENT_COLUMNS.format(pos='position', key='key')}) VALUES "
         "(%(p)s, %(a)s, %(v)s, 'set', %(k)s, %(val)s, %(old)s, 'api', NULL, NULL, NULL, NULL, NULL, %(at)s)"
@@ -159,7 +159,7 @@ def postgres_variants(db: BenchDatabase) -> tuple[dict[str, Callable[[str, str],
         "WITH old AS (SELECT value FROM es_state WHERE asset_id = %(a)s AND key = %(k)s), "
         f"view AS (INSERT INTO es_state ({_VIEW_COLUMNS.format(key='key')}) VALUES ({values}) "
         f"ON CONFLICT (asset_id, key) DO UPDATE SET {_VIEW_UPDATE.format(x='excluded.')}), "
-        "head AS (UPDATE es_log_head SET position = position + 1 WHERE id = 1 RETURNING position) "
+        "head AS (SELECT nextval('es_event_positions') AS position) "
         f"INSERT INTO es_events ({_EVENT_COLUMNS.format(pos='position', key='key')}) "
         "SELECT head.position, %(a)s, %(v)s, 'set', %(k)s, %(val)s, (SELECT value FROM old), "
         "'api', NULL, NULL, NULL, NULL, NULL, %(at)s FROM head RETURNING position"
@@ -176,8 +176,7 @@ def postgres_variants(db: BenchDatabase) -> tuple[dict[str, Callable[[str, str],
         "SELECT claim.id, %(k)s, %(val)s, claim.version, claim.last_recorded_at, 'api', NULL, NULL, NULL, "
         "NULL, NULL FROM claim ON CONFLICT (asset_id, key) DO UPDATE SET "
         f"{_VIEW_UPDATE.format(x='excluded.')}), "
-        "head AS (UPDATE es_log_head SET position = position + 1 WHERE id = 1 "
-        "AND EXISTS (SELECT 1 FROM claim) RETURNING position) "
+        "head AS (SELECT nextval('es_event_positions') AS position FROM claim) "
         f"INSERT INTO es_events ({_EVENT_COLUMNS.format(pos='position', key='key')}) "
         "SELECT head.position, claim.id, claim.version, 'set', %(k)s, %(val)s, (SELECT value FROM old), "
         "'api', NULL, NULL, NULL, NULL, NULL, claim.last_recorded_at FROM claim, head RETURNING position"

@@ -301,7 +301,6 @@ class _Walk(abc.ABC):
         return streams
 
     @staticmethod
-    @staticmethod
     def read_tail(
         conn: Connection, streams: list[_StreamFold]
     ) -> Iterator[tuple[_StreamFold, Sequence[EventRow]]]:
