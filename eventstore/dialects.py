@@ -134,6 +134,12 @@ class Backend(abc.ABC):
     """How global positions are handed out and read back gap-safely: "head_row" or "sequence" (see
     eventstore.ordering)."""
 
+    claim_reads_current: ClassVar[bool] = False
+    """True where the statement that claims a stream (or reads the claim back) may also read a key's
+    current value: where that read sees every write committed before the asset's lock was granted.
+    Not on PostgreSQL, whose UPDATE ... RETURNING reads other tables from the snapshot it took before
+    waiting for the lock (READ COMMITTED), so it could return a value another writer replaced."""
+
     one_statement_set: ClassVar[bool] = False
     """True where one `set` can be written as one statement (data-modifying CTEs): see
     eventstore.one_statement_set."""
@@ -174,6 +180,7 @@ class Backend(abc.ABC):
 
 class SQLiteBackend(Backend):
     names = ("sqlite",)
+    claim_reads_current = True  # one writer at a time: BEGIN IMMEDIATE holds the database
     # A writer takes the write lock up front: a deferred transaction that upgrades from read to write
     # can fail with SQLITE_BUSY at once, without waiting for the busy timeout.
     begin_write = "BEGIN IMMEDIATE"
@@ -248,6 +255,7 @@ class PostgresBackend(Backend):
 
 class MySQLBackend(Backend):
     names = ("mysql", "mariadb")
+    claim_reads_current = True  # the claim is read back by a later statement (READ COMMITTED)
 
     def engine_options(self) -> dict[str, Any]:
         # READ COMMITTED: each statement sees what committed before it, as on PostgreSQL, and InnoDB

@@ -19,10 +19,10 @@ in this order:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
@@ -56,6 +56,14 @@ class Claim:
     asset_id: int
     versions: range
     recorded_at: datetime
+    current: dict[str, str] | None = None
+    """The current JSON text of the key read together with the claim ({} if the key has none); None if
+    the claim read no key (see `EventLog.claim`)."""
+
+
+CurrentValue = Callable[[sa.ColumnElement[int]], sa.ColumnElement[Any]]
+"""Given the claimed asset's id column, the current JSON text of the key bound as `key`: a column the
+claim can read in the same statement. Supplied by the composition (the log knows no projection)."""
 
 
 class NothingToRecord(Exception):
@@ -86,15 +94,10 @@ claim_versions = _assets.update().values(
         else_=sa.bindparam("now"),
     ),
 )
-_claim_any = claim_versions.where(_assets.c.identity_hash == sa.bindparam("asset_identity"))
+_asset_identity: sa.BindParameter[str] = sa.bindparam("asset_identity")
+_claim_any = claim_versions.where(_assets.c.identity_hash == _asset_identity)
 _claim_active = _claim_any.where(_is_active)
-_claimed = sa.select(_assets.c.id, _assets.c.version, _assets.c.last_recorded_at).where(
-    _assets.c.identity_hash == sa.bindparam("asset_identity")
-)
-_claim_returning = {
-    active_only: claim.returning(*_claimed.selected_columns)
-    for active_only, claim in ((True, _claim_active), (False, _claim_any))
-}
+_claimed_columns = (_assets.c.id, _assets.c.version, _assets.c.last_recorded_at)
 _insert_events = _events.insert()
 
 
@@ -116,16 +119,35 @@ def utcnow() -> datetime:
 class EventLog:
     """Appends events to asset streams and keeps the inline projections in the same transaction."""
 
-    def __init__(self, ordering: Ordering, dialect: Dialect, projections: Sequence[InlineProjection]) -> None:
+    def __init__(
+        self,
+        ordering: Ordering,
+        dialect: Dialect,
+        projections: Sequence[InlineProjection],
+        current_value: CurrentValue | None = None,
+    ) -> None:
+        """`current_value`, where given, lets `claim` read one key's current value in the statement that
+        claims (or reads the claim back): only where that read happens after the asset's lock is held."""
         self.projections = tuple(projections)
         self._ordering = ordering
         # MariaDB has no UPDATE ... RETURNING: there the claim is read back after updating.
         self._returning = dialect.update_returning
-        if self._returning:
-            self._claim = {active: Prepared(stmt, dialect) for active, stmt in _claim_returning.items()}
-        else:
-            self._claim = {True: Prepared(_claim_active, dialect), False: Prepared(_claim_any, dialect)}
-        self._claimed = Prepared(_claimed, dialect)
+        self.reads_current_with_claim = current_value is not None
+        reads = (False, True) if current_value is not None else (False,)
+        self._claims: dict[tuple[bool, bool], tuple[Prepared, Prepared | None]] = {}
+        for active_only, claim in ((True, _claim_active), (False, _claim_any)):
+            for read in reads:
+                columns: list[sa.ColumnElement[Any]] = list(_claimed_columns)
+                if read:
+                    assert current_value is not None
+                    columns.append(current_value(_assets.c.id).label("current"))
+                if self._returning:
+                    self._claims[active_only, read] = (Prepared(claim.returning(*columns), dialect), None)
+                else:
+                    read_back = sa.select(*columns).where(
+                        _assets.c.identity_hash == sa.bindparam("asset_identity")
+                    )
+                    self._claims[active_only, read] = (Prepared(claim, dialect), Prepared(read_back, dialect))
         self._insert_events = Prepared(_insert_events, dialect)
 
     def lock_stream(self, conn: Connection, identity_hash: str, *, active_only: bool) -> Stream | None:
@@ -134,21 +156,27 @@ class EventLog:
         row = conn.execute(query, {"identity_hash": identity_hash}).first()
         return None if row is None else Stream(row.id, row.version, row.last_recorded_at)
 
-    def claim(self, conn: Connectable, identity_hash: str, n: int, *, active_only: bool) -> Claim | None:
+    def claim(
+        self, conn: Connectable, identity_hash: str, n: int, *, active_only: bool, key: str | None = None
+    ) -> Claim | None:
         """Lock the asset's stream and reserve its next `n` versions; None if the asset is unknown (or,
-        with active_only, inactive)."""
-        params = {"asset_identity": identity_hash, "n": n, "now": utcnow()}
-        claim = self._claim[active_only]
-        if self._returning:
+        with active_only, inactive). With `key` (only where `reads_current_with_claim`), the same
+        statement also reads that key's current value (`Claim.current`)."""
+        params: dict[str, object] = {"asset_identity": identity_hash, "n": n, "now": utcnow()}
+        if key is not None:
+            params["key"] = key
+        claim, read_back = self._claims[active_only, key is not None]
+        if read_back is None:
             row = claim.first(conn, params)
         elif claim.run(conn, params):
-            row = self._claimed.first(conn, params)
+            row = read_back.first(conn, params)
         else:
             row = None
         if row is None:
             return None
-        asset_id, version, recorded_at = row
-        return Claim(asset_id, range(version - n + 1, version + 1), recorded_at)
+        asset_id, version, recorded_at, *read = row
+        current = None if key is None else ({} if read[0] is None else {key: read[0]})
+        return Claim(asset_id, range(version - n + 1, version + 1), recorded_at, current)
 
     def append(
         self, conn: Connectable, claim: Claim, pending: Sequence[PendingEvent], writer: Writer

@@ -93,20 +93,23 @@ class HeadRowOrdering(Ordering):
     """The `es_log_head` row, advanced last and locked until COMMIT (see the module doc)."""
 
     def __init__(self, dialect: Dialect) -> None:
-        advance = _head.update().where(_head.c.id == 1).values(position=_head.c.position + sa.bindparam("n"))
-        # MariaDB/MySQL have no UPDATE ... RETURNING: there the row (still locked) is read back.
+        advanced = _head.c.position + sa.bindparam("n")
+        advance = _head.update().where(_head.c.id == 1)
         self._returning = dialect.update_returning
-        self._advance = Prepared(advance.returning(_head.c.position) if self._returning else advance, dialect)
-        self._read = Prepared(sa.select(_head.c.position).where(_head.c.id == 1), dialect)
+        if self._returning:
+            self._advance = Prepared(advance.values(position=advanced).returning(_head.c.position), dialect)
+        else:
+            # MariaDB/MySQL have no UPDATE ... RETURNING; LAST_INSERT_ID(x) stores x and returns it in
+            # the statement's OK packet, so the new head comes back without a second round trip.
+            self._advance = Prepared(advance.values(position=sa.func.last_insert_id(advanced)), dialect)
 
     def reserve(self, conn: Connectable, n: int) -> list[int]:
         if self._returning:
             row = self._advance.first(conn, {"n": n})
+            assert row is not None, "es_log_head has its one row from the first migration"
+            last = int(row[0])
         else:
-            self._advance.run(conn, {"n": n})  # the row stays locked until commit
-            row = self._read.first(conn, {})
-        assert row is not None, "es_log_head has its one row from the first migration"
-        last = int(row[0])
+            last = self._advance.run_for_insert_id(conn, {"n": n})  # the row stays locked until commit
         return list(range(last - n + 1, last + 1))
 
     def next_position(self, source: sa.CTE) -> sa.CTE:

@@ -58,9 +58,11 @@ class Prepared:
             (name, processors.get(name), _process(processors.get(name), literals.get(name, _PARAMETER)))
             for name in names or ()
         )
-        returned = getattr(statement, "exported_columns", ())
+        # The columns as compiled: a DML statement's `exported_columns` can be stale (SQLAlchemy 2.1 keeps
+        # the value memoized on the statement that `.returning()` was called on).
         results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned
+            entry.type.dialect_impl(dialect).result_processor(dialect, None)
+            for entry in compiled._result_columns
         )
         self._results: tuple[Processor | None, ...] | None = results if any(results) else None
 
@@ -89,6 +91,15 @@ class Prepared:
         cursor = self._execute(conn, params)
         try:
             return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def run_for_insert_id(self, conn: Connectable, params: Mapping[str, Any]) -> int:
+        """Run a statement that returns no rows; the id the server reports for it (the cursor's
+        `lastrowid`: on MariaDB/MySQL also the x of a `LAST_INSERT_ID(x)` the statement evaluated)."""
+        cursor = self._execute(conn, params)
+        try:
+            return int(cursor.lastrowid)
         finally:
             cursor.close()
 

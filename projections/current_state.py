@@ -58,6 +58,16 @@ class CurrentStateView:
 
     # --- reading ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def current_value(asset_id: sa.ColumnElement[int]) -> sa.ColumnElement[Any]:
+        """The JSON text of the key bound as `key` for the asset `asset_id` (NULL if absent): a column
+        the log's claim can read in its own statement (eventstore.log.CurrentValue)."""
+        return (
+            sa.select(_view.c.value)
+            .where(_view.c.asset_id == asset_id, _view.c.key == sa.bindparam("key"))
+            .scalar_subquery()
+        )
+
     def lookup(self, conn: Connectable, identity_hash: str, key: str) -> tuple[bool, str | None]:
         """(is the asset active, the key's JSON text or None) in one query."""
         row = self._lookup.first(conn, {"identity_hash": identity_hash, "key": key})
