@@ -144,9 +144,7 @@ class EventLog:
                 if self._returning:
                     self._claims[active_only, read] = (Prepared(claim.returning(*columns), dialect), None)
                 else:
-                    read_back = sa.select(*columns).where(
-                        _assets.c.identity_hash == sa.bindparam("asset_identity")
-                    )
+                    read_back = sa.select(*columns).where(_assets.c.identity_hash == _asset_identity)
                     self._claims[active_only, read] = (Prepared(claim, dialect), Prepared(read_back, dialect))
         self._insert_events = Prepared(_insert_events, dialect)
 
