@@ -16,6 +16,7 @@ bypass SQLAlchemy's engine events and logging (`echo=True` does not show them).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,7 +36,7 @@ Processor = Callable[[Any], Any]
 class Prepared:
     """One Core statement compiled for one dialect. Parameters by name, rows as plain tuples."""
 
-    __slots__ = ("_binds", "_dialect", "_positional", "_results", "sql")
+    __slots__ = ("_dialect", "_literal_slots", "_names", "_pick", "_processors", "_results", "sql")
 
     def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
@@ -49,15 +50,17 @@ class Prepared:
             if processor is not None:
                 processors[name] = processor
             if not bind.required:
-                literals[name] = bind.effective_value  # a literal of the statement, e.g. `id = 1`
+                literals[name] = _process(processor, bind.effective_value)  # a literal, e.g. `id = 1`
         # Positional drivers (sqlite3, PyMySQL) take a tuple in the order the placeholders appear; the
         # others (psycopg) a dict.
-        self._positional: bool = compiled.positional
-        names = compiled.positiontup if compiled.positional else dict.fromkeys(compiled.bind_names.values())
-        self._binds: tuple[tuple[str, Processor | None, Any], ...] = tuple(
-            (name, processors.get(name), _process(processors.get(name), literals.get(name, _PARAMETER)))
-            for name in names or ()
-        )
+        names = tuple(compiled.positiontup or () if compiled.positional else compiled.bind_names.values())
+        self._names: tuple[str, ...] | None = None if compiled.positional else names
+        picked = tuple(name for name in names if name not in literals)
+        self._pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] = _picker(picked)
+        # Where the picked values need a processor (e.g. a datetime as the driver takes it), by index.
+        self._processors = tuple((i, processors[name]) for i, name in enumerate(picked) if name in processors)
+        # The literals' indexes among all placeholders, to put them back in place.
+        self._literal_slots = tuple((i, literals[name]) for i, name in enumerate(names) if name in literals)
         # The columns as compiled: a DML statement's `exported_columns` can be stale (SQLAlchemy 2.1 keeps
         # the value memoized on the statement that `.returning()` was called on).
         results = tuple(
@@ -112,18 +115,17 @@ class Prepared:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        values = []
-        for name, processor, literal in self._binds:
-            if literal is not _PARAMETER:
-                values.append(literal)
-            elif processor is None:
-                values.append(params[name])
-            else:
-                values.append(processor(params[name]))
-        if self._positional:
-            return tuple(values)
-        return {name: value for (name, _, _), value in zip(self._binds, values, strict=True)}
+    def _parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...] | list[Any] | dict[str, Any]:
+        values: tuple[Any, ...] | list[Any] = self._pick(params)
+        if self._processors or self._literal_slots:
+            values = list(values)
+            for index, processor in self._processors:
+                values[index] = processor(values[index])
+            for index, literal in self._literal_slots:
+                values.insert(index, literal)
+        if self._names is None:
+            return values
+        return dict(zip(self._names, values, strict=True))
 
     def _row(self, row: Sequence[Any]) -> Row:
         if self._results is None:
@@ -161,15 +163,19 @@ class Prepared:
         return cursor
 
 
-_PARAMETER: Any = object()
-"""Marks a bind whose value the caller passes (as opposed to a literal of the statement)."""
-
-
 def _process(processor: Processor | None, literal: Any) -> Any:
     """A literal as the driver takes it (processed once, when the statement is prepared)."""
-    if literal is _PARAMETER or processor is None:
-        return literal
-    return processor(literal)
+    return literal if processor is None else processor(literal)
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function taking the values of `names` from a mapping, as a tuple (`itemgetter` runs in C)."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    if names:
+        (name,) = names
+        return lambda params: (params[name],)
+    return lambda params: ()
 
 
 def driver_error(
