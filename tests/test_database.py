@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.pool import QueuePool
 
-from eventstore import Asset, StoreUnavailableError, open_store
+from eventstore import Asset, Store, StoreUnavailableError, open_store
+from eventstore.database import DIRECT_CONNECTIONS_KEPT
 
 
 @pytest.mark.parametrize(
@@ -57,3 +61,19 @@ def test_a_dropped_pooled_connection_is_replaced_transparently(db_url: str, back
         _kill_other_connections(db_url, backend)
         assert state.get("watermark") == 2
         assert [change.value for change in store.history(asset, "watermark")] == [1, 2]
+
+
+def test_the_direct_paths_keep_a_few_connections_and_give_them_back_on_close(store: Store) -> None:
+    asset = Asset("orders")
+    store.activate(asset)
+    state = store.asset(asset)
+    with ThreadPoolExecutor(max_workers=12) as threads:
+        list(threads.map(lambda i: state.set(f"k{i % 3}", i), range(120)))
+        values = list(threads.map(lambda k: state.get(f"k{k}"), range(3)))
+    assert [value % 3 for value in values] == [0, 1, 2]
+    assert [len(store.history(asset, f"k{k}")) for k in range(3)] == [40, 40, 40]
+    pool = store._db.autocommit_engine.pool
+    assert isinstance(pool, QueuePool)
+    assert 1 <= pool.checkedout() <= DIRECT_CONNECTIONS_KEPT
+    store.close()
+    assert pool.checkedout() == 0
