@@ -57,7 +57,7 @@ class AssetState:
     def set(self, key: str, value: JSON) -> None:
         """Write `value` under `key` (one `set` event)."""
         text = self._checked(lambda: (codec.check_key(key), codec.encode(value))[1])
-        codec.warn_if_large(key, text)
+        codec.warn_if_large(key, text, self._store.max_value_bytes)
         self._store._set(self._asset, self._writer, key, text)
 
     def set_many(self, values: Mapping[str, JSON]) -> None:
@@ -67,7 +67,7 @@ class AssetState:
             self._store._require_active(self._asset)
             return
         for key, text in texts.items():
-            codec.warn_if_large(key, text)
+            codec.warn_if_large(key, text, self._store.max_value_bytes)
         self._store._change(
             self._asset, self._writer, list(texts), len(texts), lambda cur: events.set_events(texts, cur)
         )
@@ -95,7 +95,7 @@ class AssetState:
         def decide(current: Mapping[str, str]) -> list[events.PendingEvent]:
             old = codec.decode(current[key]) if key in current else default
             text = codec.encode(fn(old))
-            codec.warn_if_large(key, text)
+            codec.warn_if_large(key, text, self._store.max_value_bytes)
             result[:] = [codec.decode(text)]
             return events.set_events({key: text}, current)
 

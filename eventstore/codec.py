@@ -87,16 +87,18 @@ def decode(text: str) -> JSON:
 
 
 def max_value_bytes() -> int:
-    """`EVENTSTORE_MAX_VALUE_BYTES` (default 65535, 0 = no limit)."""
+    """`EVENTSTORE_MAX_VALUE_BYTES` (default 65535, 0 = no limit), as the environment says now."""
     raw = os.environ.get("EVENTSTORE_MAX_VALUE_BYTES", "")
     return int(raw) if raw.strip() else DEFAULT_MAX_VALUE_BYTES
 
 
-def warn_if_large(key: str, text: str) -> None:
-    """The Python API writes large values anyway (as Airflow's workers do) but says so."""
-    limit = max_value_bytes()
+def warn_if_large(key: str, text: str, limit: int) -> None:
+    """The Python API writes values over `limit` bytes (0: no limit) anyway, as Airflow's workers do,
+    but says so."""
+    if not limit or len(text) * 4 <= limit:  # at most 4 UTF-8 bytes per character: surely not over
+        return
     size = len(text.encode())
-    if limit and size > limit:
+    if size > limit:
         logger.warning(
             "State value for key %r is %d bytes, over EVENTSTORE_MAX_VALUE_BYTES=%d; it was written, "
             "but the REST API would refuse it. Store a reference to large payloads instead.",

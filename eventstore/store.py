@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from eventstore import compaction, lifetime, schema
+from eventstore import codec, compaction, lifetime, schema
 from eventstore import migrate as migrations
 from eventstore.accessor import AssetState
 from eventstore.assets import Asset, AssetInfo
@@ -63,6 +63,9 @@ class Store:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self.max_value_bytes = codec.max_value_bytes()
+        """Values larger than this (UTF-8 JSON bytes) are written with a warning: EVENTSTORE_MAX_VALUE_BYTES
+        as it was when the store was opened (default 65535, 0 = no limit)."""
         backend, dialect = database.backend, database.dialect
         self._view = CurrentStateView(backend, dialect)
         # Snapshots copy the view's rows after it has applied the events, so they come after it.

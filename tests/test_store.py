@@ -18,6 +18,7 @@ from eventstore import (
     Store,
     Writer,
     WriterKind,
+    open_store,
     schema,
 )
 from tests.logcheck import LogInspector, fold_log
@@ -273,15 +274,21 @@ def test_the_global_feed_is_in_position_order(store: Store, state: Any) -> None:
 
 
 def test_large_values_are_written_with_a_warning(
-    state: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("EVENTSTORE_MAX_VALUE_BYTES", "10")
-    state.set("big", "x" * 100)
-    assert state.get("big") == "x" * 100
-    assert "EVENTSTORE_MAX_VALUE_BYTES=10" in caplog.text
+    with open_store(db_url) as store:
+        store.activate(orders)
+        state = store.asset(orders)
+        state.set("small", "x" * 8)  # 10 bytes of JSON text: at the limit, not over it
+        assert caplog.text == ""
+        state.set("big", "é" * 5)  # 5 characters, 12 bytes
+        assert state.get("big") == "é" * 5
+        assert "over EVENTSTORE_MAX_VALUE_BYTES=10" in caplog.text
     caplog.clear()
     monkeypatch.setenv("EVENTSTORE_MAX_VALUE_BYTES", "0")
-    state.set("big", "x" * 100_000)
+    with open_store(db_url) as store:
+        store.asset(orders).set("big", "x" * 100_000)
     assert caplog.text == ""
 
 
