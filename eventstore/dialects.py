@@ -103,7 +103,11 @@ def _naive_utc(value: datetime) -> datetime:
 def _sqlite_text(value: datetime | None) -> str | None:
     """A UTC time as SQLAlchemy's SQLite DATETIME stores it: `YYYY-MM-DD HH:MM:SS.ffffff`, always with
     microseconds, so that the text sorts and compares as the time does."""
-    return None if value is None else _naive_utc(value).isoformat(" ", "microseconds")
+    if value is None:
+        return None
+    if value.tzinfo is UTC:  # every time eventstore makes or reads: the text without its "+00:00"
+        return value.isoformat(" ", "microseconds")[:-6]
+    return _naive_utc(value).isoformat(" ", "microseconds")
 
 
 def _from_sqlite_text(value: str | None) -> datetime | None:

@@ -73,7 +73,7 @@ class Prepared:
 
     def first(self, conn: Connectable, params: Mapping[str, Any]) -> Row | None:
         """The first row the statement returns, or None."""
-        cursor = self._execute(conn, params)
+        cursor = self._execute(conn, self._parameters(params))
         try:
             row = cursor.fetchone()
         finally:
@@ -82,7 +82,7 @@ class Prepared:
 
     def all(self, conn: Connectable, params: Mapping[str, Any]) -> list[Row]:
         """Every row the statement returns."""
-        cursor = self._execute(conn, params)
+        cursor = self._execute(conn, self._parameters(params))
         try:
             rows = cursor.fetchall()
         finally:
@@ -91,7 +91,7 @@ class Prepared:
 
     def run(self, conn: Connectable, params: Mapping[str, Any]) -> int:
         """Run a statement that returns no rows; the number of rows it changed."""
-        cursor = self._execute(conn, params)
+        cursor = self._execute(conn, self._parameters(params))
         try:
             return int(cursor.rowcount)
         finally:
@@ -100,7 +100,7 @@ class Prepared:
     def run_for_insert_id(self, conn: Connectable, params: Mapping[str, Any]) -> int:
         """Run a statement that returns no rows; the id the server reports for it (the cursor's
         `lastrowid`: on MariaDB/MySQL also the x of a `LAST_INSERT_ID(x)` the statement evaluated)."""
-        cursor = self._execute(conn, params)
+        cursor = self._execute(conn, self._parameters(params))
         try:
             return int(cursor.lastrowid)
         finally:
@@ -111,7 +111,7 @@ class Prepared:
         if len(rows) == 1:
             self.run(conn, rows[0])
             return
-        self._execute(conn, rows, many=True).close()
+        self._execute(conn, [self._parameters(row) for row in rows], many=True).close()
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -135,24 +135,18 @@ class Prepared:
             for value, processor in zip(row, self._results, strict=True)
         )
 
-    def _execute(
-        self,
-        conn: Connectable,
-        params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-        *,
-        many: bool = False,
-    ) -> Any:
+    def _execute(self, conn: Connectable, parameters: Any, *, many: bool = False) -> Any:
+        """A cursor that has run the statement with `parameters` as the driver takes them (`_parameters`),
+        or once per item of them with `many`."""
         pooled = conn.connection if isinstance(conn, Connection) else conn
         dbapi_connection = pooled.dbapi_connection
         assert dbapi_connection is not None, "the connection was invalidated"
         cursor = dbapi_connection.cursor()
         try:
             if many:
-                assert not isinstance(params, Mapping)
-                cursor.executemany(self.sql, [self._parameters(p) for p in params])  # type: ignore[arg-type]
+                cursor.executemany(self.sql, parameters)
             else:
-                assert isinstance(params, Mapping)
-                cursor.execute(self.sql, self._parameters(params))
+                cursor.execute(self.sql, parameters)
         except self._dialect.loaded_dbapi.Error as error:
             gone = self._dialect.is_disconnect(error, dbapi_connection, cursor)
             cursor.close()
