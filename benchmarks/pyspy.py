@@ -45,8 +45,8 @@ def bucket(stack: str) -> str | None:
         return "COMMIT (flush + round trip)"
     if "wait (psycopg" in stack or "recv_into" in stack or "_read_packet" in stack or "sendall" in stack:
         return "waiting for the server (round trips)"
-    if ".do_execute (" in leaf or ".do_executemany (" in leaf:
-        return "driver execute (C)"
+    if ".do_execute (" in leaf or ".do_executemany (" in leaf or "Prepared._execute (" in leaf:
+        return "driver execute (C): statements, and COMMIT on SQLite"
     if "psycopg/" in leaf or "pymysql/" in leaf:
         return "driver Python"
     for needle, name in _BUCKETS:
