@@ -8,7 +8,8 @@ PostgreSQL for a single statement).
 
 The hot paths (`get`; `set` in one statement where the database can) run through
 `Database.run_direct(work)`: `work` gets a pooled autocommit DBAPI connection and runs one prepared
-statement on it (eventstore.prepared), without a SQLAlchemy `Connection` around it.
+statement on it (eventstore.prepared), without a SQLAlchemy `Connection` around it. The connections of
+these paths stay checked out between calls (a few of them: `_HeldConnections`).
 
 A deadlock or serialization failure runs `work` again; a connection found broken before COMMIT was sent
 is discarded and `work` runs again on another (a restarted server leaves every pooled connection
