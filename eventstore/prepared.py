@@ -53,7 +53,10 @@ class Prepared:
                 literals[name] = _process(processor, bind.effective_value)  # a literal, e.g. `id = 1`
         # Positional drivers (sqlite3, PyMySQL) take a tuple in the order the placeholders appear; the
         # others (psycopg) a dict.
-        names = tuple(compiled.positiontup or () if compiled.positional else compiled.bind_names.values())
+        if compiled.positional:
+            names = tuple(compiled.positiontup or ())  # a name appears once per placeholder
+        else:
+            names = tuple(dict.fromkeys(compiled.bind_names.values()))  # once per name
         self._names: tuple[str, ...] | None = None if compiled.positional else names
         picked = tuple(name for name in names if name not in literals)
         self._pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] = _picker(picked)
