@@ -14,14 +14,20 @@ these paths stay checked out between calls (a few of them: `_HeldConnections`).
 A deadlock or serialization failure runs `work` again; a connection found broken before COMMIT was sent
 is discarded and `work` runs again on another (a restarted server leaves every pooled connection
 broken); anything else that means "the database cannot be used" becomes `StoreUnavailableError`.
+
+A `Database` may be used on both sides of `os.fork` (Airflow's executors and task runners fork): in the
+child, the connections it inherited are the parent's sessions, so the child drops them without using
+or closing them and opens its own (`_forget_inherited_connections`, SQLAlchemy's advice for forking).
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import os
 import random
 import time
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -64,6 +70,7 @@ class Database:
         self._rollback = Prepared(sa.text("ROLLBACK"), dialect)
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
         self._direct = _HeldConnections(self.autocommit_engine, keep=DIRECT_CONNECTIONS_KEPT)
+        _databases.add(self)
 
     @property
     def dialect(self) -> Dialect:
@@ -194,6 +201,24 @@ class Database:
         self.engine.dispose()
         self.autocommit_engine.dispose()
 
+    def _forget_inherited_connections(self) -> None:
+        """In a forked child: let go of the parent's connections without a word to the server."""
+        self._direct.forget()
+        self.engine.dispose(close=False)
+        self.autocommit_engine.dispose(close=False)
+
+
+_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+"""Every `Database` of this process that has not been garbage collected."""
+
+
+def _forget_inherited_connections() -> None:
+    for database in list(_databases):
+        database._forget_inherited_connections()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
+
 
 def _connection_lost(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and error.connection_invalidated
@@ -231,6 +256,15 @@ class _HeldConnections:
         """Return every kept connection to the pool."""
         while self._idle:
             self._idle.pop().close()
+
+    def forget(self) -> None:
+        """Drop every kept connection, unused and unclosed: a forked child's copies of the parent's.
+
+        Detached from the pool, which would otherwise reset or close them; the drivers' finalizers then
+        only close the child's copy of the socket (psycopg checks the process id, PyMySQL sends no QUIT).
+        """
+        while self._idle:
+            self._idle.pop().detach()
 
 
 class _Attempt:

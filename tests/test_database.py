@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -77,3 +78,28 @@ def test_the_direct_paths_keep_a_few_connections_and_give_them_back_on_close(sto
     assert 1 <= pool.checkedout() <= DIRECT_CONNECTIONS_KEPT
     store.close()
     assert pool.checkedout() == 0
+
+
+def _set_and_read_back(store: Store, asset: Asset, key: str, rounds: int) -> None:
+    state = store.asset(asset)
+    for value in range(rounds):
+        state.set(key, value)
+        assert state.get(key) == value
+        if value % 20 == 0:  # also through the engine's pool, not only the direct paths
+            assert store.history(asset, key, newest_first=True, limit=1)[0].value == value
+
+
+def test_a_store_opened_before_a_fork_works_in_parent_and_child_at_once(store: Store) -> None:
+    asset = Asset("orders")
+    store.activate(asset)
+    state = store.asset(asset)
+    state.set("parent", -1)  # the parent now has connections open, kept and pooled
+    assert len(store.history(asset, "parent")) == 1
+    fork = multiprocessing.get_context("fork")
+    child = fork.Process(target=_set_and_read_back, args=(store, asset, "child", 300))
+    child.start()
+    _set_and_read_back(store, asset, "parent", 300)
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    assert (state.get("parent"), state.get("child")) == (299, 299)
+    assert [len(store.history(asset, key)) for key in ("parent", "child")] == [301, 300]
