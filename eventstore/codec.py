@@ -88,8 +88,15 @@ def decode(text: str) -> JSON:
 
 def max_value_bytes() -> int:
     """`EVENTSTORE_MAX_VALUE_BYTES` (default 65535, 0 = no limit), as the environment says now."""
-    raw = os.environ.get("EVENTSTORE_MAX_VALUE_BYTES", "")
-    return int(raw) if raw.strip() else DEFAULT_MAX_VALUE_BYTES
+    raw = os.environ.get("EVENTSTORE_MAX_VALUE_BYTES", "").strip()
+    if not raw:
+        return DEFAULT_MAX_VALUE_BYTES
+    if not raw.isascii() or not raw.isdigit():
+        raise ValueError(
+            f"EVENTSTORE_MAX_VALUE_BYTES must be a whole number of bytes (0 = no limit), not {raw!r}: "
+            "fix or unset it"
+        )
+    return int(raw)
 
 
 def warn_if_large(key: str, text: str, limit: int) -> None:

@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from eventstore.dialects import AUTOCOMMIT_OPTION, WRITE_OPTION, Backend, backend_for
-from eventstore.errors import StoreUnavailableError
+from eventstore.errors import StateStoreError, StoreUnavailableError
 from eventstore.ordering import Ordering, ordering_for
 from eventstore.prepared import Prepared, driver_error
 
@@ -88,10 +88,10 @@ class Database:
                 try:
                     result = work(conn)
                 except BaseException as error:
-                    if _connection_lost(error):
-                        conn.invalidate()  # a prepared statement found it broken: never back to the pool
-                    else:
+                    if _leaves_connection_in_step(error):
                         transaction.rollback()
+                    else:
+                        conn.invalidate()  # never back to the pool; closing it rolls back
                     raise
                 state.committing = True
                 transaction.commit()
@@ -105,7 +105,12 @@ class Database:
 
         def attempt(state: _Attempt) -> T:
             with self.autocommit_engine.connect() as conn:
-                return work(conn)
+                try:
+                    return work(conn)
+                except BaseException as error:
+                    if not _leaves_connection_in_step(error):
+                        conn.invalidate()
+                    raise
 
         return self._with_retries(attempt)
 
@@ -132,8 +137,12 @@ class Database:
             try:
                 result = work(connection)
             except BaseException as error:
-                if not _connection_lost(error):
-                    rollback.run(connection, {})
+                if _leaves_connection_in_step(error):
+                    try:
+                        rollback.run(connection, {})
+                    except BaseException:
+                        connection.invalidate()  # still in the transaction: never kept
+                        raise
                 raise
             state.committing = True
             commit.run(connection, {})
@@ -144,7 +153,8 @@ class Database:
         )
 
     def _on_direct_connection(self, work: Callable[[PoolProxiedConnection], T]) -> T:
-        """`work(connection)` on a DBAPI connection of the autocommit engine, discarded if broken."""
+        """`work(connection)` on a DBAPI connection of the autocommit engine, discarded if `work` may
+        have left it broken, with a reply unread or a transaction open."""
         try:
             connection = self._direct.take()
         except self._driver_error as error:
@@ -152,11 +162,9 @@ class Database:
         try:
             result = work(connection)
         except BaseException as error:
-            if _connection_lost(error):
-                connection.invalidate()
-                connection.close()
-            else:
-                self._direct.put_back(connection)
+            if connection.is_valid and not _leaves_connection_in_step(error):
+                connection.invalidate()  # closes it, which rolls back; the pool opens a new one
+            self._direct.put_back(connection)
             raise
         self._direct.put_back(connection)
         return result
@@ -211,6 +219,9 @@ class Database:
 _databases: weakref.WeakSet[Database] = weakref.WeakSet()
 """Every `Database` of this process that has not been garbage collected."""
 
+_inherited_connections: list[PoolProxiedConnection] = []
+"""In a forked child: the kept connections it inherited, never to be used (`_HeldConnections.forget`)."""
+
 
 def _forget_inherited_connections() -> None:
     for database in list(_databases):
@@ -220,8 +231,18 @@ def _forget_inherited_connections() -> None:
 os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
-def _connection_lost(error: BaseException) -> bool:
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+def _leaves_connection_in_step(error: BaseException) -> bool:
+    """Whether a connection on which a unit of work raised `error` may serve the next one.
+
+    Yes for an error the database sent back (the driver read the whole reply) on a connection that is
+    not broken, and for eventstore's own errors, raised by its code between statements. Anything else
+    may have struck while the driver waited for a reply: KeyboardInterrupt, or an exception raised by a
+    signal handler (Airflow's task timeout). The reply would then be read by the next call, or the
+    transaction left open, so such a connection is discarded; so is one whose `update` function raised.
+    """
+    if isinstance(error, DBAPIError):
+        return not error.connection_invalidated
+    return isinstance(error, StateStoreError)
 
 
 class _HeldConnections:
@@ -246,8 +267,9 @@ class _HeldConnections:
             return self._engine.raw_connection()
 
     def put_back(self, connection: PoolProxiedConnection) -> None:
-        """Keep a healthy connection for the next call (or return it to the pool if enough are kept)."""
-        if len(self._idle) < self._keep:
+        """Keep a valid connection for the next call; return it to the pool if it was invalidated (the
+        pool then replaces it) or if enough are kept."""
+        if connection.is_valid and len(self._idle) < self._keep:
             self._idle.append(connection)
         else:
             connection.close()
@@ -258,13 +280,14 @@ class _HeldConnections:
             self._idle.pop().close()
 
     def forget(self) -> None:
-        """Drop every kept connection, unused and unclosed: a forked child's copies of the parent's.
+        """In a forked child: stop using the kept connections, copies of the parent's sessions.
 
-        Detached from the pool, which would otherwise reset or close them; the drivers' finalizers then
-        only close the child's copy of the socket (psycopg checks the process id, PyMySQL sends no QUIT).
+        They are neither closed nor returned to their pool, whose lock another thread of the parent
+        may have held at the fork, and which would then never be released in the child. They stay
+        referenced, so that no finalizer does either.
         """
-        while self._idle:
-            self._idle.pop().detach()
+        _inherited_connections.extend(self._idle)
+        self._idle.clear()
 
 
 class _Attempt:

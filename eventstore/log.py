@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from eventstore import schema
+from eventstore.errors import StateStoreError
 from eventstore.events import NewEvent, PendingEvent
 from eventstore.ordering import Ordering
 from eventstore.prepared import Connectable, Prepared
@@ -66,10 +67,11 @@ CurrentValue = Callable[[sa.ColumnElement[int]], sa.ColumnElement[Any]]
 claim can read in the same statement. Supplied by the composition (the log knows no projection)."""
 
 
-class NothingToRecord(Exception):
+class NothingToRecord(StateStoreError):
     """Raised inside a write transaction that claimed versions but has no change to record.
 
-    The transaction rolls back, so the stream's head is as it was; callers treat it as a no-op.
+    The transaction rolls back, so the stream's head is as it was; callers treat it as a no-op (it
+    never reaches the user). An eventstore error, so the connection is kept (eventstore.database).
     """
 
 

@@ -52,10 +52,10 @@ def open_store(url: str | URL | None = None, *, migrate: bool = True) -> Store:
             database.run_admin(migrations.upgrade)
         else:
             database.run(migrations.check)
+        return Store(database)
     except BaseException:
         database.dispose()
         raise
-    return Store(database)
 
 
 class Store:

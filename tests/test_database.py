@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 
 from eventstore import Asset, Store, StoreUnavailableError, open_store
 from eventstore.database import DIRECT_CONNECTIONS_KEPT
+from eventstore.prepared import Prepared
 
 
 @pytest.mark.parametrize(
@@ -103,3 +105,67 @@ def test_a_store_opened_before_a_fork_works_in_parent_and_child_at_once(store: S
     assert child.exitcode == 0
     assert (state.get("parent"), state.get("child")) == (299, 299)
     assert [len(store.history(asset, key)) for key in ("parent", "child")] == [301, 300]
+
+
+def test_a_fork_while_another_thread_holds_the_pool_does_not_hang_the_child(store: Store) -> None:
+    asset = Asset("orders")
+    store.activate(asset)
+    store.asset(asset).set("parent", 1)  # a connection is now kept, checked out of the pool
+    pool = store._db.autocommit_engine.pool
+    assert isinstance(pool, QueuePool)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_pool() -> None:  # as a thread of the parent checking a connection in at the fork
+        with pool._pool.mutex:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold_the_pool)
+    holder.start()
+    held.wait()
+    child = multiprocessing.get_context("fork").Process(
+        target=_set_and_read_back, args=(store, asset, "child", 5)
+    )
+    child.start()
+    release.set()
+    holder.join()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert store.asset(asset).get("child") == 4
+
+
+class _TaskTimeout(Exception):
+    """What a signal handler raises in the middle of a call (Airflow's task timeout does)."""
+
+
+class _RaiseOnce:
+    """A prepared statement that raises `error` instead of running, once: as if it struck right then."""
+
+    def __init__(self, statement: Prepared, error: BaseException) -> None:
+        self._statement, self._error, self._armed = statement, error, True
+
+    def run(self, connection: PoolProxiedConnection, parameters: dict[str, object]) -> None:
+        if self._armed:
+            self._armed = False
+            raise self._error
+        self._statement.run(connection, parameters)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), _TaskTimeout("timed out")], ids=type)
+def test_an_interrupt_before_commit_applies_nothing_and_leaves_no_transaction_open(
+    store: Store, db_url: str, error: BaseException
+) -> None:
+    asset = Asset("orders")
+    store.activate(asset)
+    state = store.asset(asset)
+    state.set("watermark", 1)
+    commit = store._db._commit
+    store._db._commit = _RaiseOnce(commit, error)  # type: ignore[assignment]
+    with pytest.raises(type(error)):
+        state.update("watermark", lambda value: value + 1)
+    state.set("other", 2)  # on the same store: no transaction of the interrupted call goes on
+    with open_store(db_url) as another:
+        assert (another.asset(asset).get("watermark"), another.asset(asset).get("other")) == (1, 2)
+    assert [change.value for change in store.history(asset, "watermark")] == [1]

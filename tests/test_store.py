@@ -292,6 +292,15 @@ def test_large_values_are_written_with_a_warning(
     assert caplog.text == ""
 
 
+@pytest.mark.parametrize("setting", ["64k", "-1", "1e6"])
+def test_a_malformed_max_value_bytes_is_named_when_the_store_opens(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    monkeypatch.setenv("EVENTSTORE_MAX_VALUE_BYTES", setting)
+    with pytest.raises(ValueError, match=f"EVENTSTORE_MAX_VALUE_BYTES must be a whole number.*'{setting}'"):
+        open_store(db_url)
+
+
 # --- the async twins ------------------------------------------------------------------------------
 
 
