@@ -91,18 +91,34 @@ def _set_and_read_back(store: Store, asset: Asset, key: str, rounds: int) -> Non
             assert store.history(asset, key, newest_first=True, limit=1)[0].value == value
 
 
+def _start_forked_child(store: Store, asset: Asset, rounds: int) -> multiprocessing.Process:
+    """A forked child that sets and reads back the key "child" `rounds` times on the parent's `store`."""
+    child = multiprocessing.get_context("fork").Process(
+        target=_set_and_read_back, args=(store, asset, "child", rounds)
+    )
+    child.start()
+    return child
+
+
+def _exit_code(child: multiprocessing.Process) -> int | None:
+    """The child's exit code once it ends; None if it hung (it is then killed)."""
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return None
+    return child.exitcode
+
+
 def test_a_store_opened_before_a_fork_works_in_parent_and_child_at_once(store: Store) -> None:
     asset = Asset("orders")
     store.activate(asset)
     state = store.asset(asset)
     state.set("parent", -1)  # the parent now has connections open, kept and pooled
     assert len(store.history(asset, "parent")) == 1
-    fork = multiprocessing.get_context("fork")
-    child = fork.Process(target=_set_and_read_back, args=(store, asset, "child", 300))
-    child.start()
+    child = _start_forked_child(store, asset, 300)
     _set_and_read_back(store, asset, "parent", 300)
-    child.join(timeout=120)
-    assert child.exitcode == 0
+    assert _exit_code(child) == 0
     assert (state.get("parent"), state.get("child")) == (299, 299)
     assert [len(store.history(asset, key)) for key in ("parent", "child")] == [301, 300]
 
@@ -123,16 +139,10 @@ def test_a_fork_while_another_thread_holds_the_pool_does_not_hang_the_child(stor
     holder = threading.Thread(target=hold_the_pool)
     holder.start()
     held.wait()
-    child = multiprocessing.get_context("fork").Process(
-        target=_set_and_read_back, args=(store, asset, "child", 5)
-    )
-    child.start()
+    child = _start_forked_child(store, asset, 5)
     release.set()
     holder.join()
-    child.join(timeout=60)
-    if child.is_alive():
-        child.kill()
-    assert child.exitcode == 0
+    assert _exit_code(child) == 0
     assert store.asset(asset).get("child") == 4
 
 
