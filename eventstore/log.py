@@ -32,7 +32,7 @@ from eventstore.errors import StateStoreError
 from eventstore.events import NewEvent, PendingEvent
 from eventstore.ordering import Ordering
 from eventstore.prepared import Connectable, Prepared
-from eventstore.writers import Writer
+from eventstore.writers import Writer, writer_columns
 
 
 class InlineProjection(Protocol):
@@ -101,17 +101,6 @@ _claim_any = claim_versions.where(_assets.c.identity_hash == _asset_identity)
 _claim_active = _claim_any.where(_is_active)
 _claimed_columns = (_assets.c.id, _assets.c.version, _assets.c.last_recorded_at)
 _insert_events = _events.insert()
-
-
-def writer_columns(writer: Writer, prefix: str) -> dict[str, object]:
-    return {
-        f"{prefix}kind": writer.kind.value,
-        f"{prefix}dag_id": writer.dag_id,
-        f"{prefix}run_id": writer.run_id,
-        f"{prefix}task_id": writer.task_id,
-        f"{prefix}map_index": writer.map_index,
-        f"{prefix}try_number": writer.try_number,
-    }
 
 
 def utcnow() -> datetime:

@@ -37,10 +37,10 @@ from sqlalchemy.pool import PoolProxiedConnection
 from eventstore import schema
 from eventstore.dialects import Backend, JsonText, StateKey
 from eventstore.events import Op
-from eventstore.log import claim_versions, utcnow, writer_columns
+from eventstore.log import claim_versions, utcnow
 from eventstore.ordering import Ordering
 from eventstore.prepared import Prepared
-from eventstore.writers import Writer
+from eventstore.writers import WRITER_FIELDS, Writer, writer_columns
 from projections import snapshots
 
 _assets = schema.assets
@@ -48,11 +48,10 @@ _active = schema.asset_active
 _view = schema.state
 _events = schema.events
 
-_WRITER_FIELDS = ("kind", "dag_id", "run_id", "task_id", "map_index", "try_number")
 _key = sa.bindparam("key", type_=StateKey())
 _value = sa.bindparam("value", type_=JsonText)
 _writer = [
-    sa.bindparam(f"writer_{field}", type_=_events.c[f"writer_{field}"].type) for field in _WRITER_FIELDS
+    sa.bindparam(f"writer_{field}", type_=_events.c[f"writer_{field}"].type) for field in WRITER_FIELDS
 ]
 
 
@@ -81,7 +80,7 @@ def _statement(backend: Backend, ordering: Ordering) -> sa.Insert:
                 "value",
                 "version",
                 "updated_at",
-                *(f"updated_by_{f}" for f in _WRITER_FIELDS),
+                *(f"updated_by_{f}" for f in WRITER_FIELDS),
             ],
             view_row,
         )
@@ -105,7 +104,7 @@ def _statement(backend: Backend, ordering: Ordering) -> sa.Insert:
     columns = ["position", "asset_id", "version", "op", "key", "value", "previous", "recorded_at"]
     return (
         _events.insert()
-        .from_select([*columns, *(f"writer_{field}" for field in _WRITER_FIELDS)], event_row)
+        .from_select([*columns, *(f"writer_{field}" for field in WRITER_FIELDS)], event_row)
         .add_cte(view)
         .returning(_events.c.position)
     )

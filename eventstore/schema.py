@@ -13,6 +13,8 @@ Migrations (eventstore/migrations) create exactly these tables; nothing else cre
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from eventstore.dialects import TABLE_OPTIONS, JsonText, StateKey, UtcDateTime
@@ -29,14 +31,16 @@ metadata = sa.MetaData(
 
 
 def _writer_columns(prefix: str) -> list[sa.Column[object]]:
-    """Who made a change: kind plus, for tasks, dag/run/task/map index/try (denormalised, as Airflow)."""
+    """Who made a change (eventstore.writers.WRITER_FIELDS): kind plus, for tasks, dag/run/task/map
+    index/try (denormalised, as Airflow), and the user who acted (REST token name, OS user)."""
     return [
-        sa.Column(f"{prefix}kind", sa.String(16), nullable=False),  # task | watcher | api | cli
+        sa.Column(f"{prefix}kind", sa.String(16), nullable=False),  # task | watcher | api | cli | scheduler
         sa.Column(f"{prefix}dag_id", sa.String(250)),
         sa.Column(f"{prefix}run_id", sa.String(250)),
         sa.Column(f"{prefix}task_id", sa.String(250)),
         sa.Column(f"{prefix}map_index", sa.Integer),
         sa.Column(f"{prefix}try_number", sa.Integer),
+        sa.Column(f"{prefix}user", sa.String(250)),
     ]
 
 
@@ -155,3 +159,14 @@ snapshots = sa.Table(
     sa.Column("state", JsonText, nullable=False),
     **TABLE_OPTIONS,
 )
+
+
+# --- Facts every module asks the same way ------------------------------------------------------------
+
+is_active = sa.exists().where(asset_active.c.asset_id == assets.c.id)
+"""True for an `es_assets` row that has its `es_asset_active` row: the one definition of "active"."""
+
+
+def asset_id_by_identity(identity_hash: sa.ColumnElement[str] | str) -> sa.Select[Any]:
+    """The id of the asset with this identity hash (`Asset.identity_hash`): how every lookup finds one."""
+    return sa.select(assets.c.id).where(assets.c.identity_hash == identity_hash)

@@ -16,8 +16,8 @@ from sqlalchemy.engine import Dialect
 from eventstore import schema
 from eventstore.dialects import Backend
 from eventstore.events import NewEvent, Op
-from eventstore.log import writer_columns
 from eventstore.prepared import Connectable, Prepared
+from eventstore.writers import writer_columns
 
 _view = schema.state
 _assets = schema.assets

@@ -42,6 +42,7 @@ from eventstore.codec import JSON
 from eventstore.dialects import Backend
 from eventstore.events import Op, fold
 from eventstore.log import EventLog
+from eventstore.writers import WRITER_FIELDS
 from projections import snapshots as snapshot_store
 from projections.current_state import CurrentStateView
 
@@ -66,7 +67,6 @@ _snapshots = schema.snapshots
 _compactions = schema.compactions
 
 _OPS = {op.value: op for op in Op}
-_WRITER_FIELDS = ("kind", "dag_id", "run_id", "task_id", "map_index", "try_number")
 _event_columns = (_events.c.asset_id, _events.c.version, _events.c.op, _events.c.key, _events.c.value)
 # A page of one stream: a seek on the (asset_id, version) key, then a range scan.
 _stream_page = (
@@ -83,7 +83,7 @@ _group_events = (
 )
 # The events that wrote the values of a rebuilt view: their time and writer go into the view rows.
 _setting_events = sa.select(
-    _events.c.version, _events.c.recorded_at, *(_events.c[f"writer_{name}"] for name in _WRITER_FIELDS)
+    _events.c.version, _events.c.recorded_at, *(_events.c[f"writer_{name}"] for name in WRITER_FIELDS)
 ).where(
     _events.c.asset_id == sa.bindparam("asset_id"),
     _events.c.version.in_(sa.bindparam("versions", expanding=True)),
@@ -430,7 +430,7 @@ def _view_rows(conn: Connection, streams: list[_StreamFold]) -> list[dict[str, A
                     "value": text,
                     "version": event.version,
                     "updated_at": event.recorded_at,
-                    **{f"updated_by_{name}": event._mapping[f"writer_{name}"] for name in _WRITER_FIELDS},
+                    **{f"updated_by_{name}": event._mapping[f"writer_{name}"] for name in WRITER_FIELDS},
                 }
             )
     return rows

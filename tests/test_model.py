@@ -55,3 +55,20 @@ def test_other_writers_carry_no_task_fields() -> None:
         Writer(WriterKind.API, dag_id="dag")
     with pytest.raises(ValueError):
         Writer("robot")  # type: ignore[arg-type]
+
+
+def test_writers_may_name_who_acted() -> None:
+    assert Writer.cli(user="alice").user == "alice"
+    assert Writer.api(user="ci-token") == Writer(WriterKind.API, user="ci-token")
+    assert Writer.task("d", "r", "t", user="worker-token").user == "worker-token"
+    assert Writer.api().user is None and Writer.scheduler().kind == "scheduler"
+    assert str(Writer.cli(user="alice")) == "cli (alice)"
+    with pytest.raises(TypeError, match="user"):
+        Writer.api(user=42)  # type: ignore[arg-type]
+
+
+def test_an_unknown_outcome_is_a_kind_of_unavailable_store() -> None:
+    from eventstore import OutcomeUnknownError, StoreUnavailableError
+
+    assert issubclass(OutcomeUnknownError, StoreUnavailableError)
+    assert issubclass(OutcomeUnknownError, ConnectionError)

@@ -108,6 +108,21 @@ def test_every_event_records_its_writer(store: Store) -> None:
     assert writers[0].kind is WriterKind.TASK and writers[0].map_index == 3 and writers[0].try_number == 2
 
 
+def test_the_user_who_acted_is_recorded_with_every_write_path(store: Store) -> None:
+    store.activate(orders, Writer.cli(user="alice"))
+    store.asset(orders, Writer.api(user="token-a")).set("a", 1)  # the one-statement set where there is one
+    store.asset(orders, Writer.task("d", "r", "t", user="token-b")).set_many({"a": 2, "b": 3})
+    store.asset(orders, Writer.cli(user="bob")).delete("b")
+    assert [(c.writer.kind, c.writer.user) for c in store.history(orders)] == [
+        ("cli", "alice"),
+        ("api", "token-a"),
+        ("task", "token-b"),
+        ("task", "token-b"),
+        ("cli", "bob"),
+    ]
+    assert [e.writer.user for e in store.events()] == ["alice", "token-a", "token-b", "token-b", "bob"]
+
+
 # --- values round-trip exactly -------------------------------------------------------------------
 
 ROUND_TRIPS = [
