@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from eventstore.dialects import AUTOCOMMIT_OPTION, WRITE_OPTION, Backend, backend_for
-from eventstore.errors import StateStoreError, StoreUnavailableError
+from eventstore.errors import OutcomeUnknownError, StateStoreError, StoreUnavailableError
 from eventstore.ordering import Ordering, ordering_for
 from eventstore.prepared import Prepared, driver_error
 
@@ -178,8 +178,12 @@ class Database:
                 if number < MAX_ATTEMPTS and self.backend.is_retryable(error):
                     time.sleep(random.uniform(0, 0.002 * number))  # let the other transaction finish
                     continue
-                if error.connection_invalidated and number < MAX_ATTEMPTS and not state.committing:
-                    continue  # a dropped pooled connection, now discarded: try another (or a new one)
+                lost = error.connection_invalidated or self.backend.is_lost_connection(error)
+                if lost and number < MAX_ATTEMPTS and not state.committing:
+                    # A dropped pooled connection, now discarded, or one lost while it was being opened:
+                    # try another (or a new one).
+                    time.sleep(random.uniform(0, 0.002 * number))
+                    continue
                 if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
                     raise self._unavailable(error, during_commit=state.committing) from error
                 raise
@@ -195,7 +199,7 @@ class Database:
     def _unavailable(self, error: DBAPIError, *, during_commit: bool) -> StoreUnavailableError:
         cause = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
         if during_commit:
-            return StoreUnavailableError(
+            return OutcomeUnknownError(
                 f"The connection to {self.url_for_people} broke while committing ({cause}). The write may or "
                 "may not have been applied: check with history() before repeating it."
             )

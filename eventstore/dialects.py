@@ -170,6 +170,11 @@ class Backend(abc.ABC):
         """True for a deadlock or serialization failure: the transaction can simply run again."""
         return False
 
+    def is_lost_connection(self, error: DBAPIError) -> bool:
+        """True for a connection lost in a way SQLAlchemy does not mark as invalidated (e.g. while it was
+        being opened): the unit of work may run again on a new connection if COMMIT was not sent."""
+        return False
+
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
         """Hold a lock that keeps other processes from migrating the same database at the same time."""
@@ -286,6 +291,12 @@ class MySQLBackend(Backend):
     def is_retryable(self, error: DBAPIError) -> bool:
         code = error.orig.args[0] if error.orig is not None and error.orig.args else None
         return code in (1213, 1205)  # deadlock found; lock wait timeout exceeded
+
+    def is_lost_connection(self, error: DBAPIError) -> bool:
+        # A server session killed during the handshake: "Lost connection to MySQL server" (2013) or "MySQL
+        # server has gone away" (2006) while connecting, which SQLAlchemy does not mark as a disconnect.
+        code = error.orig.args[0] if error.orig is not None and error.orig.args else None
+        return code in (2006, 2013, 2055)
 
     def rest_after_batch(self, batch_seconds: float) -> float:
         # Deleting flat out, batch after batch, InnoDB (default 128 MiB buffer pool, 96 MiB redo log) falls

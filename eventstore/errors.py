@@ -28,4 +28,17 @@ class CompactedError(StateStoreError, LookupError):
 
 
 class StoreUnavailableError(StateStoreError, ConnectionError):
-    """The database cannot be reached or the connection broke; nothing of the failed call was applied."""
+    """The database cannot be used (unreachable, or the connection broke before COMMIT was sent):
+    nothing of the failed call was applied, and it is safe to retry."""
+
+
+class OutcomeUnknownError(StoreUnavailableError):
+    """The connection broke while a write was committing: it may or may not have been applied.
+
+    Look at `history()` (or the feed) before repeating the write; repeating it blindly may apply it twice.
+    """
+
+
+class VersionConflictError(StateStoreError):
+    """A conditional write found the asset at another version than expected (REST If-Match: 412):
+    another write came first, and nothing was written. Read again and decide again."""
