@@ -14,18 +14,22 @@ from eventstore.accessor import AssetState
 from eventstore.assets import Asset, AssetInfo
 from eventstore.codec import JSON
 from eventstore.compaction import CompactedAsset, CompactionRecord, CompactionReport
-from eventstore.context import AssetStateStoreAccessors, Task, task
+from eventstore.context import AssetStateStoreAccessors
 from eventstore.errors import (
     AssetConflictError,
     AssetNotActiveError,
     AssetNotFoundError,
     CompactedError,
+    OutcomeUnknownError,
     SchemaVersionError,
     StateStoreError,
     StoreUnavailableError,
+    VersionConflictError,
 )
 from eventstore.events import Change, Event, Op
+from eventstore.protocol import StateStore
 from eventstore.store import Store, open_store
+from eventstore.tasks import Task, task
 from eventstore.writers import Writer, WriterKind
 from projections.rebuild import Drift, RebuildReport
 
@@ -46,12 +50,15 @@ __all__ = [
     "Drift",
     "Event",
     "Op",
+    "OutcomeUnknownError",
     "RebuildReport",
     "SchemaVersionError",
+    "StateStore",
     "StateStoreError",
     "Store",
     "StoreUnavailableError",
     "Task",
+    "VersionConflictError",
     "Writer",
     "WriterKind",
     "open_store",

@@ -1,18 +1,19 @@
-"""`AssetState`: what a task holds to read and write one asset's state (get/set/delete/clear/...)."""
+"""`AssetState`: what a task holds to read and write one asset's state (get/set/delete/clear/...).
+
+Written once against `eventstore.protocol.StateStore`, so a local store and the HTTP client behave alike.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from eventstore import codec, events
 from eventstore.assets import Asset
 from eventstore.codec import JSON
+from eventstore.protocol import StateStore
 from eventstore.writers import Writer
-
-if TYPE_CHECKING:
-    from eventstore.store import Store
 
 T = TypeVar("T")
 
@@ -26,7 +27,7 @@ class AssetState:
 
     __slots__ = ("_asset", "_store", "_writer")
 
-    def __init__(self, store: Store, asset: Asset, writer: Writer) -> None:
+    def __init__(self, store: StateStore, asset: Asset, writer: Writer) -> None:
         if not isinstance(asset, Asset):
             raise TypeError(f"Expected an Asset, got {type(asset).__name__}")
         self._store = store
@@ -51,43 +52,39 @@ class AssetState:
     def get(self, key: str, default: JSON = None) -> JSON:
         """The key's value, or `default` if the asset has no such key."""
         self._checked(lambda: codec.check_key(key))
-        text = self._store._read(self._asset, key)
+        text = self._store.read_value(self._asset, key)
         return default if text is None else codec.decode(text)
 
     def set(self, key: str, value: JSON) -> None:
         """Write `value` under `key` (one `set` event)."""
         text = self._checked(lambda: (codec.check_key(key), codec.encode(value))[1])
         codec.warn_if_large(key, text, self._store.max_value_bytes)
-        self._store._set(self._asset, self._writer, key, text)
+        self._store.set_value(self._asset, self._writer, key, text)
 
     def set_many(self, values: Mapping[str, JSON]) -> None:
         """Write several keys in one transaction, one `set` event each: all or none. `{}` does nothing."""
         texts = self._checked(lambda: {codec.check_key(k): codec.encode(v) for k, v in values.items()})
         if not texts:
-            self._store._require_active(self._asset)
+            self._store.require_active(self._asset)
             return
         for key, text in texts.items():
             codec.warn_if_large(key, text, self._store.max_value_bytes)
-        self._store._change(
-            self._asset, self._writer, list(texts), len(texts), lambda cur: events.set_events(texts, cur)
-        )
+        self._store.change(self._asset, self._writer, list(texts), lambda cur: events.set_events(texts, cur))
 
     def delete(self, key: str) -> None:
         """Remove `key`. Nothing happens (and no event is recorded) if it does not exist."""
         self._checked(lambda: codec.check_key(key))
-        self._store._change(
-            self._asset, self._writer, [key], 1, lambda current: events.delete_events(key, current)
-        )
+        self._store.change(self._asset, self._writer, [key], lambda cur: events.delete_events(key, cur))
 
     def clear(self) -> None:
         """Remove every key of the asset. Nothing happens if it has none."""
-        self._store._change(self._asset, self._writer, None, 1, events.clear_events)
+        self._store.change(self._asset, self._writer, None, events.clear_events)
 
     def update(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
         """Atomically replace the value with `fn(old value or default)` and return the new value.
 
-        The asset is locked while `fn` runs, so concurrent updates never lose one another; keep `fn`
-        quick and free of side effects (it may run again if the database asks for a retry).
+        No concurrent change comes between the read and the write, so concurrent updates never lose one
+        another; keep `fn` quick and free of side effects (it may run again if the store retries).
         """
         self._checked(lambda: codec.check_key(key))
         result: list[JSON] = []
@@ -99,10 +96,10 @@ class AssetState:
             result[:] = [codec.decode(text)]
             return events.set_events({key: text}, current)
 
-        self._store._change(self._asset, self._writer, [key], 1, decide)
+        self._store.change(self._asset, self._writer, [key], decide)
         return result[0]
 
-    # --- async: the same calls on a worker thread, so the event loop never waits on the database ---
+    # --- async: the same calls on a worker thread, so the event loop never waits on the store ------
 
     async def aget(self, key: str, default: JSON = None) -> JSON:
         """`get` on a worker thread."""
@@ -135,5 +132,5 @@ class AssetState:
         try:
             return check()
         except (TypeError, ValueError):
-            self._store._require_active(self._asset)
+            self._store.require_active(self._asset)
             raise

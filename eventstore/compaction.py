@@ -56,6 +56,7 @@ from sqlalchemy.engine import Connection
 from eventstore import schema
 from eventstore.assets import Asset
 from eventstore.database import Database
+from eventstore.errors import CompactedError
 from eventstore.log import utcnow
 from eventstore.ordering import Ordering
 
@@ -86,14 +87,6 @@ _active = schema.asset_active
 _events = schema.events
 _view = schema.state
 _records = schema.compactions
-
-_is_active = sa.exists().where(_active.c.asset_id == _assets.c.id)
-_compacted_version = sa.func.coalesce(
-    sa.select(sa.func.max(_records.c.last_version))
-    .where(_records.c.asset_id == _assets.c.id)
-    .scalar_subquery(),
-    0,
-)
 
 
 # --- What compaction reports and records --------------------------------------------------------------
@@ -137,6 +130,55 @@ class CompactionRecord:
     deactivated_at: datetime | None
     compacted_at: datetime
     position: int
+
+
+# --- The latest compaction of an asset: the one definition every reader uses ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionMark:
+    """The latest compaction of an asset: its events up to `last_version`, and every point up to
+    `position` (or, by time, up to `compacted_at` before its first surviving event), are gone."""
+
+    last_version: int
+    position: int
+    compacted_at: datetime
+
+
+_latest_compaction = (
+    sa.select(_records.c.last_version, _records.c.position, _records.c.compacted_at)
+    .where(_records.c.asset_id == sa.bindparam("asset_id"))
+    .order_by(_records.c.last_version.desc())
+    .limit(1)
+)
+
+
+def latest_compaction(conn: Connection, asset_id: int) -> CompactionMark | None:
+    """The asset's latest compaction, or None if it was never compacted."""
+    row = conn.execute(_latest_compaction, {"asset_id": asset_id}).first()
+    return None if row is None else CompactionMark(row.last_version, row.position, row.compacted_at)
+
+
+def compacted_version(asset_id: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
+    """The last compacted version of the asset `asset_id` (0 if never compacted), as a SQL expression:
+    its stream's surviving events are those after it."""
+    return sa.func.coalesce(
+        sa.select(sa.func.max(_records.c.last_version))
+        .where(_records.c.asset_id == asset_id)
+        .scalar_subquery(),
+        0,
+    )
+
+
+def compacted_error(asset: Asset, mark: CompactionMark, point: str) -> CompactedError:
+    """The error for a point or range that compaction removed, giving the compaction date (YYYY-MM-DD)."""
+    return CompactedError(
+        f"{asset!r} was compacted on {mark.compacted_at:%Y-%m-%d}: its state {point} is gone. Its surviving "
+        f"history starts after position {mark.position} (stream version {mark.last_version})."
+    )
+
+
+_compacted_version = compacted_version(_assets.c.id)
 
 
 # --- Grace period --------------------------------------------------------------------------------------
@@ -279,7 +321,7 @@ def _candidate_pages(database: Database, cutoff: datetime | None) -> Iterator[li
         _assets.c.name,
         _assets.c.uri,
         (_assets.c.version - _compacted_version).label("events"),
-    ).where(~_is_active, _assets.c.version > _compacted_version)
+    ).where(~schema.is_active, _assets.c.version > _compacted_version)
     if cutoff is not None:
         query = query.where(_assets.c.deactivated_at <= cutoff)
     after = 0

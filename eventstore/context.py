@@ -1,18 +1,15 @@
-"""Inside a task: `context["asset_state_store"]`, the `@task` decorator, and Airflow's error rules."""
+"""Inside a task: `context["asset_state_store"]`, with Airflow's rules for concrete assets and its errors."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eventstore.accessor import AssetState
 from eventstore.assets import Asset
 from eventstore.codec import JSON
+from eventstore.protocol import StateStore
 from eventstore.writers import Writer
-
-if TYPE_CHECKING:
-    from eventstore.store import Store
 
 
 def concrete_assets(*groups: Iterable[object]) -> list[Asset]:
@@ -25,6 +22,17 @@ def concrete_assets(*groups: Iterable[object]) -> list[Asset]:
     return list(seen)
 
 
+def task_context(
+    store: StateStore,
+    inlets: Iterable[object] = (),
+    outlets: Iterable[object] = (),
+    writer: Writer | None = None,
+) -> dict[str, Any]:
+    """A task context whose "asset_state_store" holds the concrete inlets and outlets. No I/O."""
+    assets = concrete_assets(inlets, outlets)
+    return {"asset_state_store": AssetStateStoreAccessors(store, assets, writer or Writer.api())}
+
+
 class AssetStateStoreAccessors:
     """`context["asset_state_store"]`: one `AssetState` per concrete inlet/outlet.
 
@@ -32,7 +40,7 @@ class AssetStateStoreAccessors:
     concrete asset, call get/set/delete/clear/update/set_many (and async twins) on it directly.
     """
 
-    def __init__(self, store: Store, assets: Iterable[Asset], writer: Writer) -> None:
+    def __init__(self, store: StateStore, assets: Iterable[Asset], writer: Writer) -> None:
         self._by_asset = {asset: AssetState(store, asset, writer) for asset in assets}
 
     def __getitem__(self, asset: object) -> AssetState:
@@ -113,33 +121,3 @@ class AssetStateStoreAccessors:
     async def aupdate(self, key: str, fn: Callable[[JSON], JSON], default: JSON = None) -> JSON:
         """`AssetState.aupdate` of the only concrete asset."""
         return await self._only().aupdate(key, fn, default)
-
-
-@dataclass(frozen=True)
-class Task:
-    """A function with its declared inlets and outlets, as `@task(...)` makes it."""
-
-    function: Callable[..., Any]
-    inlets: tuple[object, ...] = field(default=())
-    outlets: tuple[object, ...] = field(default=())
-
-    def __call__(self, **context: Any) -> Any:
-        return self.function(**context)
-
-    @property
-    def __name__(self) -> str:
-        return getattr(self.function, "__name__", "task")
-
-
-def task(
-    *, inlets: Iterable[object] = (), outlets: Iterable[object] = ()
-) -> Callable[[Callable[..., Any]], Task]:
-    """Declare a task's inlets and outlets: `@task(inlets=[a], outlets=[a])` over `def f(**context)`.
-
-    Run it with `store.run_task(f, dag_id=..., run_id=..., task_id=...)`.
-    """
-
-    def declare(function: Callable[..., Any]) -> Task:
-        return Task(function, tuple(inlets), tuple(outlets))
-
-    return declare

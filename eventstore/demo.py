@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from eventstore.assets import Asset
-from eventstore.context import task
 from eventstore.store import Store, open_store
+from eventstore.tasks import task
 
 orders = Asset("orders", uri="s3://data/orders/")
 

@@ -11,19 +11,20 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from eventstore import codec, compaction, lifetime, schema
+from eventstore import codec, compaction, context, lifetime, schema, tasks
 from eventstore import migrate as migrations
 from eventstore.accessor import AssetState
 from eventstore.assets import Asset, AssetInfo
 from eventstore.codec import JSON
 from eventstore.compaction import CompactionRecord, CompactionReport
-from eventstore.context import AssetStateStoreAccessors, Task, concrete_assets
 from eventstore.database import Database
-from eventstore.errors import AssetNotActiveError, AssetNotFoundError
-from eventstore.events import Change, Event, NewEvent, PendingEvent, set_events
+from eventstore.errors import AssetNotActiveError, AssetNotFoundError, VersionConflictError
+from eventstore.events import Change, Event, NewEvent, Op, PendingEvent, clear_events, set_events
 from eventstore.log import EventLog, NothingToRecord
 from eventstore.one_statement_set import OneStatementSet
 from eventstore.prepared import Connectable
+from eventstore.protocol import Decide, VersionedState
+from eventstore.tasks import Task
 from eventstore.writers import Writer
 from projections import history as history_reader
 from projections import rebuild, replay
@@ -32,12 +33,17 @@ from projections.rebuild import Drift, RebuildReport
 from projections.snapshots import SnapshotProjection
 
 DEFAULT_URL = "sqlite:///eventstore.db"
+"""Where `open_store()` and the shell go without a URL and without $EVENTSTORE_URL."""
 
 T = TypeVar("T")
 
 _assets = schema.assets
-_active = schema.asset_active
-_is_active = sa.exists().where(_active.c.asset_id == _assets.c.id)
+_is_active = schema.is_active
+
+
+def store_url(url: str | URL | None = None) -> str | URL:
+    """The URL a store opens: `url`, else $EVENTSTORE_URL, else DEFAULT_URL."""
+    return url or os.environ.get("EVENTSTORE_URL") or DEFAULT_URL
 
 
 def open_store(url: str | URL | None = None, *, migrate: bool = True) -> Store:
@@ -46,7 +52,7 @@ def open_store(url: str | URL | None = None, *, migrate: bool = True) -> Store:
     Brings the schema to this version first unless `migrate=False`, in which case a missing, older or
     newer schema raises SchemaVersionError.
     """
-    database = Database(url or os.environ.get("EVENTSTORE_URL") or DEFAULT_URL)
+    database = Database(store_url(url))
     try:
         if migrate:
             database.run_admin(migrations.upgrade)
@@ -116,7 +122,8 @@ class Store:
     def is_active(self, asset: Asset) -> bool:
         """True if the asset is registered and active."""
         _check_asset(asset)
-        return self._db.read_in_autocommit(lambda conn: self._active_id(conn, asset) is not None)
+        query = schema.asset_id_by_identity(asset.identity_hash).where(_is_active)
+        return self._db.read_in_autocommit(lambda conn: conn.execute(query).first() is not None)
 
     def assets(self, active: bool | None = None) -> list[AssetInfo]:
         """Every registered asset (or only the active or inactive ones), by id."""
@@ -137,8 +144,7 @@ class Store:
         self, inlets: Iterable[object] = (), outlets: Iterable[object] = (), writer: Writer | None = None
     ) -> dict[str, Any]:
         """A task context whose "asset_state_store" holds the concrete inlets and outlets. No I/O."""
-        assets = concrete_assets(inlets, outlets)
-        return {"asset_state_store": AssetStateStoreAccessors(self, assets, writer or Writer.api())}
+        return context.task_context(self, inlets, outlets, writer)
 
     def run_task(
         self,
@@ -151,17 +157,17 @@ class Store:
         try_number: int = 1,
     ) -> Any:
         """Run `fn(**context)` as Airflow would: activate its concrete inlets and outlets, build the
-        context (asset_state_store, dag_id, run_id, task_id, map_index, try_number) and call it."""
-        writer = Writer.task(dag_id, run_id, task_id, map_index, try_number)
-        inlets = fn.inlets if isinstance(fn, Task) else ()
-        outlets = fn.outlets if isinstance(fn, Task) else ()
-        for asset in concrete_assets(inlets, outlets):
-            self.activate(asset, writer)
-        context = self.task_context(inlets, outlets, writer)
-        context.update(
-            dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index, try_number=try_number
+        context (asset_state_store, dag_id, run_id, task_id, map_index, try_number), call it and return its
+        result (eventstore.tasks.run_task)."""
+        return tasks.run_task(
+            self,
+            fn,
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            map_index=map_index,
+            try_number=try_number,
         )
-        return fn(**context)
 
     # --- audit and replay --------------------------------------------------------------------------
 
@@ -184,7 +190,7 @@ class Store:
         def read(conn: Connection) -> list[Change]:
             asset_id = self._known_id(conn, asset)
             return history_reader.history(
-                conn, asset_id, key, since=since, until=until, limit=limit, newest_first=newest_first
+                conn, asset, asset_id, key, since=since, until=until, limit=limit, newest_first=newest_first
             )
 
         return self._db.run(read)
@@ -224,16 +230,37 @@ class Store:
         """Every place where the current view or a snapshot disagrees with the log; empty when none."""
         return rebuild.verify_projections(self._db, self._log)
 
-    # --- used by AssetState ------------------------------------------------------------------------
+    # --- the accessor's interface (eventstore.protocol.StateStore) ---------------------------------
 
-    def _read(self, asset: Asset, key: str) -> str | None:
+    def require_active(self, asset: Asset) -> None:
+        """Return if the asset is active; raise AssetNotActiveError otherwise."""
+        if not self.is_active(asset):
+            raise self._not_active(asset)
+
+    def read_value(self, asset: Asset, key: str) -> str | None:
         """The key's JSON text (None if absent), in one query that also checks the asset is active."""
         active, text = self._db.run_direct(lambda conn: self._view.lookup(conn, asset.identity_hash, key))
         if not active:
             raise self._not_active(asset)
         return text
 
-    def _set(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
+    def read_state(self, asset: Asset, keys: Sequence[str] | None = None) -> VersionedState:
+        """The JSON texts of `keys` (all if None) and the asset's version, from one consistent read."""
+        _check_asset(asset)
+
+        def read(conn: Connection) -> VersionedState:
+            row = conn.execute(
+                sa.select(_assets.c.id, _assets.c.version).where(
+                    _assets.c.identity_hash == asset.identity_hash, _is_active
+                )
+            ).first()
+            if row is None:
+                raise self._not_active(asset)
+            return VersionedState(self._view.read(conn, row.id, keys), row.version)
+
+        return self._db.run(read)
+
+    def set_value(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
         """One `set` event: in one statement where the database can, else in the log's transaction."""
         fast = self._one_statement_set
         if fast is not None and self._db.run_direct(
@@ -241,6 +268,78 @@ class Store:
         ):
             return
         self._change(asset, writer, [key], 1, lambda current: set_events({key: text}, current))
+
+    def change(self, asset: Asset, writer: Writer, keys: Sequence[str] | None, decide: Decide) -> None:
+        """Atomically: read the current texts of `keys` (all if None) under the asset's lock, let `decide`
+        turn them into events, append them (nothing if it decides none). Holding the lock, `decide` runs
+        once: concurrent changes of the asset wait, and none is lost."""
+        # Every decision of the accessor is one event at most per key, or one clear.
+        self._change(asset, writer, keys, 1 if keys is None else len(keys), decide)
+
+    def write(
+        self,
+        asset: Asset,
+        writer: Writer,
+        *,
+        sets: Mapping[str, str] | None = None,
+        deletes: Sequence[str] = (),
+        clear: bool = False,
+        expected_version: int | None = None,
+    ) -> int:
+        """A decided change in one transaction: clear (if asked), then `sets`, then `deletes` of keys that
+        exist; returns the asset's version afterwards. With `expected_version`, only if the asset's
+        version is still that: VersionConflictError otherwise, and nothing is written (REST If-Match)."""
+        _check_asset(asset)
+        values = dict(sets or {})
+
+        def decide(current: Mapping[str, str]) -> list[PendingEvent]:
+            pending = clear_events(current) if clear else []
+            state = {} if clear else dict(current)
+            pending += set_events(values, state)
+            state.update(values)
+            pending += [PendingEvent(Op.DELETE, key, None, state.pop(key)) for key in deletes if key in state]
+            return pending
+
+        keys = None if clear else [*values, *deletes]
+        return self._locked_write(asset, writer, keys, decide, expected_version=expected_version)[0]
+
+    # --- rewind ------------------------------------------------------------------------------------
+
+    def restore(
+        self,
+        asset: Asset,
+        *,
+        at: datetime | None = None,
+        position: int | None = None,
+        writer: Writer | None = None,
+        dry_run: bool = False,
+    ) -> list[Change]:
+        """Rewind an active asset's state to what it was at `at` (inclusive) or `position`.
+
+        Appends, in one transaction, the `set` and `delete` events that turn the current state into
+        `state_as_of(asset, at=..., position=...)`, and returns them (empty, and nothing appended, when the
+        two are already equal). The log keeps everything: a restore is itself audited, and another restore
+        undoes it. With `dry_run`, returns the same changes and appends nothing.
+
+        Exactly one of `at`/`position` (ValueError otherwise); AssetNotActiveError for an inactive or
+        unknown asset; CompactedError for a point at or before a compaction of the asset.
+        """
+        _check_asset(asset)
+        replay.check_point(at, position)
+
+        def decide(conn: Connection, current: Mapping[str, str]) -> list[PendingEvent]:
+            target = replay.state_texts_as_of(conn, asset, at=at, position=position)
+            changed = {key: text for key, text in target.items() if current.get(key) != text}
+            pending = set_events(changed, current)
+            gone = sorted(key for key in current if key not in target)
+            return pending + [PendingEvent(Op.DELETE, key, None, current[key]) for key in gone]
+
+        _version, changes = self._locked_write(
+            asset, writer or Writer.api(), None, decide, dry_run=dry_run, report=True
+        )
+        return changes
+
+    # --- write transactions ------------------------------------------------------------------------
 
     def _change(
         self,
@@ -250,9 +349,9 @@ class Store:
         claims: int,
         decide: Callable[[Mapping[str, str]], list[PendingEvent]],
     ) -> list[NewEvent]:
-        """One write transaction: lock the asset's stream and claim `claims` versions, read the current
-        values of `keys` (all keys if None), let `decide` turn them into that many events (or none: then
-        nothing is recorded), append them and update the view, commit."""
+        """One write transaction on the quickest path: lock the asset's stream and claim `claims`
+        versions, read the current values of `keys` (all keys if None), let `decide` turn them into that
+        many events (or none: then nothing is recorded), append them and update the view, commit."""
 
         # One key (set, delete, update): read with the claim where the database allows, one statement less.
         key = keys[0] if keys is not None and len(keys) == 1 and self._log.reads_current_with_claim else None
@@ -271,6 +370,48 @@ class Store:
         except NothingToRecord:
             return []
 
+    def _locked_write(
+        self,
+        asset: Asset,
+        writer: Writer,
+        keys: Sequence[str] | None,
+        decide: Callable[..., list[PendingEvent]],
+        *,
+        expected_version: int | None = None,
+        dry_run: bool = False,
+        report: bool = False,
+    ) -> tuple[int, list[Change]]:
+        """A write whose number of events is known only once the state is read: lock the stream, check
+        `expected_version`, read the current values of `keys` (all if None), decide, then claim exactly as
+        many versions and append. `decide(current)`, or `decide(conn, current)` with `report`, which
+        also returns the appended events as `Change`s. A dry run rolls back and returns the same."""
+
+        def write(conn: Connection) -> tuple[int, list[Change]]:
+            stream = self._log.lock_stream(conn, asset.identity_hash, active_only=True)
+            if stream is None:
+                raise self._not_active(asset)
+            if expected_version is not None and stream.version != expected_version:
+                raise VersionConflictError(
+                    f"{asset!r} is at version {stream.version}, not {expected_version}: another write came "
+                    "first. Read the state again, and write again if the change still holds."
+                )
+            current = self._view.read(conn, stream.asset_id, keys)
+            pending = decide(conn, current) if report else decide(current)
+            if not pending:
+                raise _Unchanged(stream.version, [])
+            claim = self._log.claim(conn, asset.identity_hash, len(pending), active_only=True)
+            assert claim is not None, "the stream is locked and active"
+            events = self._log.append(conn, claim, pending, writer)
+            changes = history_reader.appended(conn, events) if report else []
+            if dry_run:
+                raise _Unchanged(claim.versions[-1], changes)  # roll back: nothing was applied
+            return claim.versions[-1], changes
+
+        try:
+            return self._db.run(write, write=True)
+        except _Unchanged as unchanged:
+            return unchanged.version, unchanged.changes
+
     def _record(self, write: Callable[[Connection], T]) -> T | None:
         """Run a write transaction; one that finds nothing to record rolls back and returns None."""
         try:
@@ -278,31 +419,19 @@ class Store:
         except NothingToRecord:
             return None
 
-    def _require_active(self, asset: Asset) -> None:
-        if not self.is_active(asset):
-            raise self._not_active(asset)
-
     # --- lookups -----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _active_id(conn: Connection, asset: Asset) -> int | None:
-        query = sa.select(_assets.c.id).where(_assets.c.identity_hash == asset.identity_hash, _is_active)
-        return conn.execute(query).scalar()
 
     @staticmethod
     def _known_id(conn: Connection, asset: Asset) -> int:
         _check_asset(asset)
-        query = sa.select(_assets.c.id).where(_assets.c.identity_hash == asset.identity_hash)
-        asset_id: int | None = conn.execute(query).scalar()
+        asset_id: int | None = conn.execute(schema.asset_id_by_identity(asset.identity_hash)).scalar()
         if asset_id is None:
             raise AssetNotFoundError(f"{asset!r} is not known to this store")
         return asset_id
 
     def _not_active(self, asset: Asset) -> AssetNotActiveError:
         known = self._db.run(
-            lambda conn: conn.execute(
-                sa.select(_assets.c.id).where(_assets.c.identity_hash == asset.identity_hash)
-            ).first()
+            lambda conn: conn.execute(schema.asset_id_by_identity(asset.identity_hash)).first()
         )
         if known is None:
             return AssetNotActiveError(
@@ -339,6 +468,14 @@ class Store:
             return compaction.records(conn, asset_id)
 
         return self._db.run(read)
+
+
+class _Unchanged(NothingToRecord):
+    """Rolls back a write that records nothing (or a dry run), carrying what the caller returns."""
+
+    def __init__(self, version: int, changes: list[Change]) -> None:
+        super().__init__()
+        self.version, self.changes = version, changes
 
 
 def _check_asset(asset: object) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from itertools import islice
 from operator import attrgetter
@@ -14,27 +14,16 @@ from sqlalchemy.engine import Connection, Row
 
 from eventstore import codec, schema
 from eventstore.assets import Asset
-from eventstore.events import Change, Event, Op
+from eventstore.compaction import compacted_error, latest_compaction
+from eventstore.events import Change, Event, NewEvent, Op
 from eventstore.ordering import Ordering
-from eventstore.writers import Writer, WriterKind
+from eventstore.writers import writer_from_row
 from projections import versions
 
 _events = schema.events
 _assets = schema.assets
 
 _PAGE = 500
-
-
-def writer_from_row(row: Row[Any], prefix: str = "writer_") -> Writer:
-    mapping = row._mapping
-    return Writer(
-        WriterKind(mapping[f"{prefix}kind"]),
-        mapping[f"{prefix}dag_id"],
-        mapping[f"{prefix}run_id"],
-        mapping[f"{prefix}task_id"],
-        mapping[f"{prefix}map_index"],
-        mapping[f"{prefix}try_number"],
-    )
 
 
 def _decoded(text: str | None) -> codec.JSON:
@@ -50,12 +39,28 @@ def change_from_row(row: Row[Any]) -> Change:
         key=row.key,
         value=_decoded(row.value),
         previous=_decoded(row.previous),
-        writer=writer_from_row(row),
+        writer=writer_from_row(row._mapping, "writer_"),
     )
+
+
+_appended = sa.select(_events).where(
+    _events.c.asset_id == sa.bindparam("asset_id"),
+    _events.c.version >= sa.bindparam("first"),
+    _events.c.version <= sa.bindparam("last"),
+)
+
+
+def appended(conn: Connection, events: Sequence[NewEvent]) -> list[Change]:
+    """The `Change`s of events one asset's transaction has just appended (read in that transaction)."""
+    if not events:
+        return []
+    params = {"asset_id": events[0].asset_id, "first": events[0].version, "last": events[-1].version}
+    return [change_from_row(row) for row in conn.execute(_appended.order_by(_events.c.version), params)]
 
 
 def history(
     conn: Connection,
+    asset: Asset,
     asset_id: int,
     key: str | None = None,
     *,
@@ -79,7 +84,10 @@ def history(
     # deleting them in batches (or after it was interrupted): history shows only surviving events.
     # Every dead event was appended before the compaction, so `position <=` its position; filter on the
     # column the chosen index is ordered by (a version bound would steer SQLite off the key index).
-    compaction = conn.execute(_latest_compaction, {"asset_id": asset_id}).first()
+    compaction = latest_compaction(conn, asset_id)
+    if compaction is not None and since is not None and since <= compaction.compacted_at:
+        # A silently shortened audit would mislead: the caller asked for a range the log no longer holds.
+        raise compacted_error(asset, compaction, f"since {since.isoformat()}")
     low = high = None
     if since is not None or until is not None:
         timeline = _Timeline(conn, asset_id, base=0 if compaction is None else compaction.last_version)
@@ -118,13 +126,6 @@ def history(
     relevant = (c for c in changes if c.op is not Op.CLEAR or key in c.previous)  # type: ignore[operator]
     return list(islice(relevant, limit))
 
-
-_latest_compaction = (
-    sa.select(schema.compactions.c.last_version, schema.compactions.c.position)
-    .where(schema.compactions.c.asset_id == sa.bindparam("asset_id"))
-    .order_by(schema.compactions.c.last_version.desc())
-    .limit(1)
-)
 
 _head_version = sa.select(_assets.c.version).where(_assets.c.id == sa.bindparam("asset_id"))
 
@@ -208,7 +209,7 @@ def feed(conn: Connection, ordering: Ordering, after: int, limit: int) -> list[E
             op=Op(row.op),
             key=row.key,
             value=_decoded(row.value),
-            writer=writer_from_row(row),
+            writer=writer_from_row(row._mapping, "writer_"),
             asset=Asset(row.asset_name, row.asset_uri),
         )
         for row in ordering.read_settled(conn, query, after)

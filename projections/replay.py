@@ -16,7 +16,6 @@ After it the surviving events are folded from the empty state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -25,7 +24,8 @@ from sqlalchemy.engine import Connection
 from eventstore import codec, schema
 from eventstore.assets import Asset
 from eventstore.codec import JSON
-from eventstore.errors import AssetNotFoundError, CompactedError
+from eventstore.compaction import CompactionMark, compacted_error
+from eventstore.errors import AssetNotFoundError
 from eventstore.events import Op, fold
 from projections import versions
 from projections.snapshots import latest_snapshot
@@ -33,15 +33,6 @@ from projections.snapshots import latest_snapshot
 _events = schema.events
 _assets = schema.assets
 _compactions = schema.compactions
-
-
-@dataclass(frozen=True, slots=True)
-class CompactionMark:
-    """The latest compaction of an asset: its events up to `last_version` are gone."""
-
-    last_version: int
-    position: int
-    compacted_at: datetime
 
 
 # Built once (SQLAlchemy then compiles each once). One round trip finds the asset, its stream head, the
@@ -94,14 +85,6 @@ def check_point(at: object, position: object) -> None:
         raise ValueError(f"position= must be a global position, an int >= 0, got {position!r}")
 
 
-def compacted_error(asset: Asset, mark: CompactionMark, point: str) -> CompactedError:
-    """The error for a point that compaction removed, giving the compaction date (YYYY-MM-DD)."""
-    return CompactedError(
-        f"{asset!r} was compacted on {mark.compacted_at:%Y-%m-%d}: its state {point} is gone. Its surviving "
-        f"history starts after position {mark.position} (stream version {mark.last_version})."
-    )
-
-
 def state_as_of(
     conn: Connection, asset: Asset, *, at: datetime | None = None, position: int | None = None
 ) -> dict[str, JSON]:
@@ -110,6 +93,14 @@ def state_as_of(
     `{}` before its first event. Raises AssetNotFoundError for an unknown asset and CompactedError for a
     point compaction removed. The caller has checked the arguments with `check_point`.
     """
+    state = state_texts_as_of(conn, asset, at=at, position=position)
+    return {key: codec.decode(text) for key, text in sorted(state.items())}
+
+
+def state_texts_as_of(
+    conn: Connection, asset: Asset, *, at: datetime | None = None, position: int | None = None
+) -> dict[str, str]:
+    """`state_as_of`, as the JSON texts the log stores (what `restore` writes back)."""
     stream = conn.execute(_stream, {"identity_hash": asset.identity_hash}).first()
     if stream is None:
         raise AssetNotFoundError(f"{asset!r} is not known to this store")
@@ -133,8 +124,7 @@ def state_as_of(
             if mark is not None and at <= mark.compacted_at:
                 raise compacted_error(asset, mark, f"at {at.isoformat()}")
             return {}
-    state = fold_stream(conn, stream.id, version, base)
-    return {key: codec.decode(text) for key, text in sorted(state.items())}
+    return fold_stream(conn, stream.id, version, base)
 
 
 def fold_stream(conn: Connection, asset_id: int, version: int, base: int = 0) -> dict[str, str]:

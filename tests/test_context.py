@@ -1,4 +1,4 @@
-"""Inside a task: the context, the shorthand and Airflow's errors; run_task and @task."""
+"""Inside a task: the context, the shorthand and Airflow's errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from eventstore import Asset, AssetNotActiveError, Store, StoreUnavailableError, Writer, task
+from eventstore import Asset, AssetNotActiveError, Store, StoreUnavailableError, Writer
 from eventstore.database import Database
 
 orders = Asset("orders", uri="s3://data/orders/")
@@ -96,24 +96,3 @@ def test_inactive_assets_fail_on_use_not_on_context(store: Store) -> None:
     accessors = store.task_context(inlets=[orders])["asset_state_store"]
     with pytest.raises(AssetNotActiveError, match="orders"):
         accessors.get("watermark")
-
-
-def test_run_task_activates_declared_assets_and_passes_the_context(store: Store) -> None:
-    @task(inlets=[orders], outlets=[customers, "ignored"])
-    def load(**context: Any) -> Any:
-        context["asset_state_store"][orders].set("watermark", "w")
-        return {key: value for key, value in context.items() if key != "asset_state_store"}
-
-    result = store.run_task(load, dag_id="d", run_id="r", task_id="t", map_index=4, try_number=2)
-    assert result == {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": 4, "try_number": 2}
-    assert store.is_active(orders) and store.is_active(customers)
-    [activation, change] = store.history(orders)
-    assert change.writer == Writer.task("d", "r", "t", 4, 2)
-    assert activation.writer == change.writer
-
-
-def test_run_task_accepts_a_plain_function(store: Store) -> None:
-    def plain(**context: Any) -> int:
-        return len(context["asset_state_store"])
-
-    assert store.run_task(plain, dag_id="d", run_id="r", task_id="t") == 0

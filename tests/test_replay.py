@@ -272,3 +272,26 @@ def test_history_windows_are_exactly_a_filter_of_the_whole_history(store: Store)
                             ORDERS, key, since=since, until=until, limit=limit, newest_first=newest_first
                         )
                         assert got == ordered[:limit], (key, since, until, limit, newest_first)
+
+
+def test_history_since_a_point_at_or_before_a_compaction_raises_with_its_date(
+    store: Store, db_url: str
+) -> None:
+    store.activate(ORDERS)
+    store.asset(ORDERS).set("watermark", "old")
+    first = store.history(ORDERS)[0].recorded_at
+    store.deactivate(ORDERS)
+    compacted_at = datetime.now(UTC)
+    _compact_by_hand(db_url, ORDERS, compacted_at)
+    store.activate(ORDERS)
+    store.asset(ORDERS).set("watermark", "new")
+
+    for since in (first, compacted_at):
+        with pytest.raises(CompactedError, match=compacted_at.strftime("%Y-%m-%d")):
+            store.history(ORDERS, since=since)
+        with pytest.raises(CompactedError):
+            store.history(ORDERS, "watermark", since=since)
+    # Without `since`, or after the compaction: the surviving events.
+    assert [c.value for c in store.history(ORDERS, "watermark")] == ["new"]
+    after = compacted_at + timedelta(microseconds=1)
+    assert [c.value for c in store.history(ORDERS, "watermark", since=after)] == ["new"]
