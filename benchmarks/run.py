@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "--db", action="append", choices=databases.DATABASES, help="repeatable; default: all three"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smaller sizes (100k events, 5 reps): ~2 min per db"
+        "--quick", action="store_true", help="smaller sizes (100k events, 5 reps): ~2-3 min per db"
     )
     parser.add_argument("--reps", type=int, help="repetitions (at least 5 for a published figure)")
     parser.add_argument("--events", type=int, help="events of the big stream (default 1M, 100k with --quick)")
