@@ -9,9 +9,7 @@ MariaDB, interleaved and repeated, and compares the medians with the targets (se
 - `readwrite`: set and get vs the baselines; `peer` (+ `peer_model`): eventsourcing's save;
   `concurrency`: 1 vs 8 writer processes, 8 updaters of one key, a tailing reader that must miss nothing;
   `bulk`: 1M-event logs written straight into the es_* tables (why, and the invariants kept, are in its
-  docstring); `replay`: rebuild, history, as-of and compaction on them;
-- `profiling`, `pyspy`, `prototypes`: where the time of set/get/rebuild goes, and what-if variants;
-  `markdown`: a results file as Markdown; `databases`: creating and reaching the benchmark databases.
-
-`compaction_scale` belongs to the compaction work and is not part of this runner.
+  docstring); `replay`: rebuild, history, as-of and compaction on them, and the latency of writes
+  while compaction runs;
+- `markdown`: a results file as Markdown; `databases`: creating and reaching the benchmark databases.
 """

@@ -22,7 +22,8 @@ every invariant the write path keeps, so the store cannot tell them from API wri
 `load_large` writes one big stream (asset `bench-big`, `events` events: sets over 1,000 keys, a delete
 every 101st version when the key exists, a clear at every 100,000th version past 50,000) with the events
 of 1% as many small assets (10 events each) interleaved every 100th position. `load_inactive` appends
-deactivated assets for the compaction benchmark. After loading, `analyze` refreshes the planner's
+deactivated assets for the compaction benchmarks, their streams interleaved in groups of `interleave`
+as concurrent writers would leave them. After loading, `analyze` refreshes the planner's
 statistics on PostgreSQL and MariaDB, as autovacuum and InnoDB's automatic statistics soon would on a
 live database (a bulk load outruns them; SQLite is left as eventstore leaves it).
 """
@@ -86,6 +87,11 @@ class LargeDataset:
     history_key: str
     history_key_events: int  # how many events `history(BIG, HISTORY_KEY)` returns
     load_seconds: float
+
+
+def small_asset(index: int) -> Asset:
+    """The `index`th small (active) asset of `load_large`."""
+    return Asset(f"bench-small-{index:05d}")
 
 
 def _at(position: int) -> datetime:
@@ -272,10 +278,7 @@ def load_large(url: str, events: int) -> LargeDataset:
         if head or top:
             raise RuntimeError("load_large needs an empty store")
         big = _Stream(BIG, 1)
-        small = [
-            _Stream(Asset(f"bench-small-{i:05d}"), 2 + i)
-            for i in range(max(1, events // 100 // SMALL_EVENTS))
-        ]
+        small = [_Stream(small_asset(i), 2 + i) for i in range(max(1, events // 100 // SMALL_EVENTS))]
         _register(engine, [big, *small])
         writer = _Writer(engine)
         small_total = len(small) * SMALL_EVENTS
@@ -339,9 +342,10 @@ def analyze(url: str) -> None:
         engine.dispose()
 
 
-def load_inactive(url: str, assets: int, events_each: int, tag: str) -> int:
+def load_inactive(url: str, assets: int, events_each: int, tag: str, interleave: int = 1) -> int:
     """Append `assets` deactivated assets of `events_each` events (activate, sets, deactivate) each,
-    deactivated a day ago; return the number of events written."""
+    deactivated a day ago; return the number of events written. The streams of each group of
+    `interleave` assets take turns, one version each (1: every stream's events are contiguous)."""
     engine = sa.create_engine(url)
     try:
         head, top = _head(engine)
@@ -351,16 +355,18 @@ def load_inactive(url: str, assets: int, events_each: int, tag: str) -> int:
         _register(engine, streams)
         writer = _Writer(engine)
         position = head
-        for stream in streams:
+        for first in range(0, assets, max(1, interleave)):
+            group = streams[first : first + max(1, interleave)]
             for version in range(1, events_each + 1):
-                position += 1
-                if version == 1:
-                    row = _event(stream, position, "activate", None, None)
-                elif version == events_each:
-                    row = _event(stream, position, "deactivate", None, None)
-                else:
-                    row = _event(stream, position, "set", f"k{version % 10}", f'{{"n":{version}}}')
-                writer.add(row, stream)
+                for stream in group:
+                    position += 1
+                    if version == 1:
+                        row = _event(stream, position, "activate", None, None)
+                    elif version == events_each:
+                        row = _event(stream, position, "deactivate", None, None)
+                    else:
+                        row = _event(stream, position, "set", f"k{version % 10}", f'{{"n":{version}}}')
+                    writer.add(row, stream)
         writer.flush()
         # An inactive asset keeps its view rows until compaction removes them.
         _finish(engine, streams, position, datetime.now(UTC) - timedelta(days=1))

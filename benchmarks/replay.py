@@ -13,6 +13,14 @@
   folding them (what an as-of without snapshots must do).
 - compaction: per repetition, `bulk.load_inactive` appends deactivated assets, then
   `store.compact(grace=timedelta(0))` deletes them; events deleted per second of `compact`.
+- compaction under writes: per repetition, `bulk.load_inactive` appends many small deactivated assets
+  (their streams interleaved 100 at a time, as concurrent writers leave them); a spawned writer process
+  sets a key on up to 10 of the log's small active assets in turn, `write_rate` times a second, one
+  committed transaction per write, alone for `idle_seconds` and then while `compact` runs here. A
+  write's latency counts from when it was due, so a write held up also delays, and is charged to, the
+  ones queued behind it (no coordinated omission). Per repetition: the median, p95 and worst latency
+  of the writes due while idle and of those due during `compact`, and its events deleted per second.
+  Every write must succeed and be in the log, and `compact` must delete exactly the loaded events.
 
 Each call of history and as-of is repeated until 0.2 s have passed and 3 calls were made (or 1 s, for
 slow calls); the sample of a repetition is the mean latency in ms. Methods that do not exist yet (they
@@ -22,7 +30,10 @@ are being written against CONTRACT.md §5/§6) are reported as not measured.
 from __future__ import annotations
 
 import json
+import queue
 import resource
+import statistics
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -31,13 +42,16 @@ from multiprocessing import get_context
 from time import perf_counter
 from typing import Any
 
+import sqlalchemy as sa
+
 from benchmarks import bulk
 from benchmarks.databases import BenchDatabase
 from benchmarks.stats import interleave
-from eventstore import Store, open_store
+from eventstore import Asset, Store, open_store, schema
 
 MIN_SECONDS = 0.2
 MIN_CALLS = 3
+WRITTEN_KEY = "bench-counter"  # what the writer sets during compaction: a key no loaded stream has
 
 
 def missing(name: str) -> str | None:
@@ -161,6 +175,7 @@ class Replay:
     samples: dict[str, list[float]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # wrong answers: become failed checks
+    write_problems: list[str] | None = None  # compaction under writes: failed or missing writes
     dataset: bulk.LargeDataset | None = None
 
 
@@ -301,3 +316,150 @@ def measure_compaction(db: BenchDatabase, *, assets: int, events_each: int, reps
             if rep:
                 rates.append(report.events_deleted / seconds)
     found.samples["compaction events/s"] = rates
+
+
+# --- compaction under writes -------------------------------------------------------------------------
+
+
+def _latency_writer(url: str, names: list[str], rate: float, stop: Any, results: Any) -> None:
+    """Set WRITTEN_KEY on the assets `names` in turn, `rate` times a second until `stop` is set.
+
+    Sends ("ready", wall time) after a warm-up write per asset, then ("done", {"samples": [(wall time
+    the write was due, seconds from then until it returned)], "errors": [...], "writes": n}).
+    """
+    samples: list[tuple[float, float]] = []
+    errors: list[str] = []
+    with open_store(url, migrate=False) as store:
+        states = [store.asset(Asset(name)) for name in names]
+        for state in states:
+            state.set(WRITTEN_KEY, -1)
+        writes = len(states)
+        results.put(("ready", time.time()))
+        start_wall, start = time.time(), perf_counter()
+        slot = 0
+        while not stop.is_set():
+            due = start + slot / rate
+            wait = due - perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                states[slot % len(states)].set(WRITTEN_KEY, slot)
+            except Exception as error:  # a write that fails during compaction is a finding, not a crash
+                errors.append(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            else:
+                samples.append((start_wall + (due - start), perf_counter() - due))
+                writes += 1
+            slot += 1
+    results.put(("done", {"samples": samples, "errors": errors, "writes": writes}))
+
+
+def _receive(results: Any, process: Any, timeout: float = 300) -> Any:
+    """The writer's next message; an error if it exited without sending it or took over `timeout` s."""
+    deadline = perf_counter() + timeout
+    while True:
+        try:
+            return results.get(timeout=1)
+        except queue.Empty:
+            if not process.is_alive() or perf_counter() > deadline:
+                raise RuntimeError(
+                    f"the writer process sent nothing (exit code {process.exitcode})"
+                ) from None
+
+
+def _percentile(ms: list[float], p: int) -> float:
+    if len(ms) < 2:
+        return ms[0]
+    return statistics.quantiles(ms, n=100, method="inclusive")[p - 1]
+
+
+def _count(db: BenchDatabase, query: Any) -> int:
+    engine = sa.create_engine(db.url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def measure_compaction_under_writes(
+    db: BenchDatabase,
+    *,
+    written: list[Asset],
+    assets: int,
+    events_each: int,
+    reps: int,
+    idle_seconds: float,
+    write_rate: float,
+    found: Replay,
+) -> None:
+    """Compact `assets` × `events_each` inactive events per repetition while a writer sets a key on the
+    active assets `written` `write_rate` times a second (see the module docstring)."""
+    why = missing("compact")
+    if why:
+        found.skipped["compaction under writes"] = why
+        return
+    e = schema.events
+    written_events = sa.select(sa.func.count()).where(e.c.key == WRITTEN_KEY, e.c.op == "set")
+    writes_before = _count(db, written_events)
+    writes = 0
+    problems: list[str] = []
+    samples: dict[str, list[float]] = {}
+    context = get_context("spawn")
+    with open_store(db.url, migrate=False) as store:
+        for rep in range(reps):
+            loaded = bulk.load_inactive(db.url, assets, events_each, tag=f"w{rep}", interleave=100)
+            results = context.Queue()
+            stop = context.Event()
+            writer = context.Process(
+                target=_latency_writer,
+                args=(db.url, [a.name for a in written], write_rate, stop, results),
+            )
+            writer.start()
+            try:
+                _, ready_at = _receive(results, writer)
+                time.sleep(idle_seconds)
+                began, started = time.time(), perf_counter()
+                report = store.compact(grace=timedelta(0))
+                seconds, ended = perf_counter() - started, time.time()
+                time.sleep(0.2)  # the writer surely ran throughout
+            finally:
+                stop.set()
+            _, done = _receive(results, writer)
+            writer.join(60)
+            if writer.is_alive():
+                writer.kill()
+                problems.append("the writer did not exit")
+            writes += done["writes"]
+            problems += [f"write failed: {error}" for error in done["errors"][:5]]
+            if report.events_deleted != loaded:
+                found.problems.append(
+                    f"compact deleted {report.events_deleted} events; {loaded} were inactive"
+                )
+            idle = [d * 1000 for t, d in done["samples"] if ready_at <= t < began]
+            during = [d * 1000 for t, d in done["samples"] if began <= t <= ended]
+            if not idle or not during:
+                problems.append(
+                    f"no write was due while idle ({len(idle)}) or during compact ({len(during)}, "
+                    f"{seconds:.2f} s): too small to measure"
+                )
+                continue
+            for name, value in (
+                ("busy compaction events/s", report.events_deleted / seconds),
+                ("writes idle median ms", statistics.median(idle)),
+                ("writes idle p95 ms", _percentile(idle, 95)),
+                ("writes during median ms", statistics.median(during)),
+                ("writes during p95 ms", _percentile(during, 95)),
+                ("writes during max ms", max(during)),
+                ("writes during count", float(len(during))),
+            ):
+                samples.setdefault(name, []).append(value)
+    in_log = _count(db, written_events) - writes_before
+    if in_log != writes:
+        problems.append(f"{in_log} events of the writer in the log for {writes} completed writes")
+    left = _count(
+        db, sa.select(sa.func.count()).where(~e.c.asset_id.in_(sa.select(schema.asset_active.c.asset_id)))
+    )
+    if left:
+        found.problems.append(f"{left} events of inactive assets are left after compaction")
+    found.samples.update(samples)
+    found.write_problems = problems

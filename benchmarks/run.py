@@ -2,8 +2,9 @@
 
 Per database it creates `eventstore_bench` (a file for SQLite), migrates it, measures set/get/peer,
 concurrency (PostgreSQL and MariaDB), then loads `eventstore_bench_large` in bulk and measures rebuild,
-history, as-of and compaction; prints the tables, writes benchmarks/results/bench-<time>.json (and
-latest.json), drops the databases (unless --keep) and exits 1 if a correctness check failed.
+history, as-of, compaction, and the latency of writes while compaction runs; prints the tables, writes
+benchmarks/results/bench-<time>.json (and latest.json), drops the databases (unless --keep) and exits 1
+if a correctness check failed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class Sizes:
     events: int  # the big stream for rebuild/history/as-of
     compaction_assets: int
     compaction_events_each: int
+    busy_assets: int  # compaction under writes: inactive assets per repetition
+    busy_events_each: int
+    busy_idle_seconds: float  # writes alone before compaction starts
+    busy_write_rate: float  # writes per second
 
 
 FULL = Sizes(
@@ -49,6 +54,10 @@ FULL = Sizes(
     events=1_000_000,
     compaction_assets=100,
     compaction_events_each=1_000,
+    busy_assets=1_000,
+    busy_events_each=100,
+    busy_idle_seconds=2.0,
+    busy_write_rate=100.0,
 )
 QUICK = Sizes(
     reps=5,
@@ -58,6 +67,10 @@ QUICK = Sizes(
     events=100_000,
     compaction_assets=20,
     compaction_events_each=500,
+    busy_assets=500,
+    busy_events_each=100,
+    busy_idle_seconds=1.0,
+    busy_write_rate=100.0,
 )
 
 
@@ -235,6 +248,18 @@ def replays(db_kind: DbName, sizes: Sizes, report: DatabaseReport, keep: bool, c
             reps=sizes.reps,
             found=found,
         )
+        console.log(f"[cyan]{db_kind}[/cyan]: compaction under writes ...")
+        written = [bulk.small_asset(i) for i in range(min(10, data.assets - 1))]
+        replay.measure_compaction_under_writes(
+            db,
+            written=written,
+            assets=sizes.busy_assets,
+            events_each=sizes.busy_events_each,
+            reps=sizes.reps,
+            idle_seconds=sizes.busy_idle_seconds,
+            write_rate=sizes.busy_write_rate,
+            found=found,
+        )
         s, skipped = found.samples, found.skipped
         n = f"{data.events:,} events"
 
@@ -293,6 +318,7 @@ def replays(db_kind: DbName, sizes: Sizes, report: DatabaseReport, keep: bool, c
             "compaction events/s",
             "compaction",
         )
+        _add_compaction_under_writes(report, sizes, len(written), found)
         report.check(
             "replay answers match the loaded data",
             not found.problems,
@@ -302,6 +328,53 @@ def replays(db_kind: DbName, sizes: Sizes, report: DatabaseReport, keep: bool, c
     finally:
         if not keep:
             databases.drop(db)
+
+
+def _add_compaction_under_writes(
+    report: DatabaseReport, sizes: Sizes, writers: int, found: replay.Replay
+) -> None:
+    """compact() while a writer writes: its rate, and the writes' latency without and during compaction."""
+    s = found.samples
+    section = "compaction + writes"
+    why = found.skipped.get("compaction under writes", "not run")
+
+    def add(key: str, name: str, unit: str, sample: str, note: str = "") -> None:
+        if s.get(sample):
+            report.add(key, section, name, unit, Stats(tuple(s[sample])), note)
+        else:
+            report.missing(key, section, name, unit, why)
+
+    def ratio(key: str, name: str, during: str, idle: str) -> None:
+        if s.get(during):
+            report.add(key, section, name, "×", paired_ratio(s[during], s[idle]))
+
+    events = f"{sizes.busy_assets:,} inactive assets × {sizes.busy_events_each} events"
+    add("busy.rate", f"compact() while writing: {events}", "events/s", "busy compaction events/s")
+    writer = (
+        f"{sizes.busy_write_rate:.0f} sets/s over {writers} active assets; latency from when each was due"
+    )
+    add("busy.idle_ms", "write latency, no compaction: median", "ms", "writes idle median ms", writer)
+    add("busy.during_ms", "write latency during compact(): median", "ms", "writes during median ms")
+    ratio(
+        "busy.ratio",
+        "during / no compaction, median latency",
+        "writes during median ms",
+        "writes idle median ms",
+    )
+    add("busy.idle_p95", "write latency, no compaction: p95", "ms", "writes idle p95 ms")
+    counts = s.get("writes during count") or [0.0]
+    during = f"{min(counts):,.0f}–{max(counts):,.0f} writes during compact() per repetition"
+    add("busy.during_p95", "write latency during compact(): p95", "ms", "writes during p95 ms", during)
+    ratio(
+        "busy.ratio_p95", "during / no compaction, p95 latency", "writes during p95 ms", "writes idle p95 ms"
+    )
+    add("busy.during_max", "write latency during compact(): max", "ms", "writes during max ms")
+    if found.write_problems is not None:
+        report.check(
+            "writes during compaction all succeeded and are in the log",
+            not found.write_problems,
+            "; ".join(found.write_problems)[:300] or "every completed write left its event",
+        )
 
 
 def run_database(
@@ -346,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "--db", action="append", choices=databases.DATABASES, help="repeatable; default: all three"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smaller sizes (100k events, 5 reps): ~2 min per db"
+        "--quick", action="store_true", help="smaller sizes (100k events, 5 reps): ~2-3 min per db"
     )
     parser.add_argument("--reps", type=int, help="repetitions (at least 5 for a published figure)")
     parser.add_argument("--events", type=int, help="events of the big stream (default 1M, 100k with --quick)")

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import databases, readwrite
+import pytest
+
+from benchmarks import bulk, databases, readwrite, replay
 from benchmarks.stats import interleave, paired_ratio
+from eventstore import open_store
 
 
 def test_set_and_get_measurements_run_on_sqlite(tmp_path: Path) -> None:
@@ -22,6 +25,34 @@ def test_set_and_get_measurements_run_on_sqlite(tmp_path: Path) -> None:
         assert len(samples) == 2
         assert all(sample > 0 for sample in samples)
     assert paired_ratio(sets.samples["eventstore"], sets.samples["sqlalchemy"]).median > 0
+
+
+@pytest.mark.slow
+def test_compaction_under_writes_runs_on_sqlite(tmp_path: Path) -> None:
+    db = databases.create("sqlite", "bench_busy", workdir=tmp_path)
+    try:
+        open_store(db.url).close()
+        data = bulk.load_large(db.url, 1_000)
+        found = replay.Replay(dataset=data)
+        replay.measure_compaction_under_writes(
+            db,
+            written=[bulk.small_asset(0)],
+            assets=100,
+            events_each=50,
+            reps=1,
+            idle_seconds=0.3,
+            write_rate=100,
+            found=found,
+        )
+        with open_store(db.url, migrate=False) as store:
+            assert store.verify_projections() == []
+    finally:
+        databases.drop(db)
+    assert found.problems == []
+    assert found.write_problems == []
+    assert found.samples["writes idle median ms"][0] > 0
+    assert found.samples["busy compaction events/s"][0] > 0
+    assert found.samples["writes during count"][0] >= 1
 
 
 def test_interleave_rotates_the_order() -> None:
