@@ -22,6 +22,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check eventstore projections tests benchmarks
 	$(BIN)/ruff format --check eventstore projections tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: $(INSTALLED) databases lint
 	$(BIN)/pytest

@@ -152,7 +152,7 @@ def settings(database: BenchDatabase) -> dict[str, str]:
                 ),
                 "journal_mode": str(journal),
                 "synchronous": synchronous,
-                "note": "eventstore sets WAL + synchronous=FULL on every connection (eventstore/dialects.py)",
+                "note": "eventstore sets WAL + synchronous=FULL on every connection (dialects/sqlite.py)",
             }
         finally:
             conn.close()
@@ -179,7 +179,7 @@ def settings(database: BenchDatabase) -> dict[str, str]:
                 "log_bin": str(row[3]),
                 "innodb_flush_method": str(row[4]),
                 "server_default_isolation": str(row[5]),
-                "note": "eventstore sessions use READ COMMITTED (eventstore/dialects.py)",
+                "note": "eventstore sessions use READ COMMITTED (eventstore/dialects/mysql.py)",
             }
     finally:
         engine.dispose()

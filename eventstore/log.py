@@ -1,7 +1,7 @@
 """The append-only log: the code that writes events, stream versions and global positions.
 
-(One other place writes them, with the same locks in the same order: `eventstore.one_statement_set`,
-the single-statement `set` of PostgreSQL, which declines whenever it could differ from this path.)
+(One other place writes them, with the same locks in the same order: `eventstore.single_set`, the
+single-statement `set` of PostgreSQL, which declines whenever it could differ from this path.)
 
 An append runs inside the caller's transaction, on either kind of connection (`eventstore.prepared`),
 in this order:
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
@@ -34,11 +34,17 @@ from eventstore.ordering import Ordering
 from eventstore.prepared import Connectable, Prepared
 from eventstore.writers import Writer, writer_columns
 
+if TYPE_CHECKING:
+    from eventstore.single_set import SetPart
+
 
 class InlineProjection(Protocol):
-    """A view kept in step with the log: `apply` runs in the appending transaction, before commit."""
+    """A view kept in step with the log: `apply` runs in the appending transaction, before commit, and
+    `single_set_part` says how it takes part in a single-statement set (eventstore.single_set)."""
 
     def apply(self, conn: Connectable, events: Sequence[NewEvent]) -> None: ...
+
+    def single_set_part(self) -> SetPart: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,10 @@ from eventstore.compaction import CompactionRecord, CompactionReport
 from eventstore.database import Database
 from eventstore.errors import AssetNotActiveError, AssetNotFoundError, VersionConflictError
 from eventstore.events import Change, Event, NewEvent, Op, PendingEvent, clear_events, set_events
-from eventstore.log import EventLog, NothingToRecord
-from eventstore.one_statement_set import OneStatementSet
+from eventstore.log import EventLog, InlineProjection, NothingToRecord
 from eventstore.prepared import Connectable
 from eventstore.protocol import Decide, VersionedState
+from eventstore.single_set import SetParts
 from eventstore.tasks import Task
 from eventstore.writers import Writer
 from projections import history as history_reader
@@ -75,16 +75,16 @@ class Store:
         backend, dialect = database.backend, database.dialect
         self._view = CurrentStateView(backend, dialect)
         # Snapshots copy the view's rows after it has applied the events, so they come after it.
-        ordering = database.ordering
+        projections: list[InlineProjection] = [self._view, SnapshotProjection(self._view, backend, dialect)]
         self._log = EventLog(
-            ordering,
+            database.ordering,
             dialect,
-            projections=[self._view, SnapshotProjection(self._view, backend, dialect)],
+            projections=projections,
             current_value=self._view.current_value if backend.claim_reads_current else None,
         )
-        self._one_statement_set = (
-            OneStatementSet(backend, ordering, dialect) if backend.one_statement_set else None
-        )
+        # Where the database can: `set` in one statement, every projection taking part (single_set).
+        parts = SetParts([p.single_set_part() for p in projections], self._view.current_value)
+        self._single_set = backend.single_set(dialect, database.ordering, parts)
 
     @property
     def url(self) -> str:
@@ -262,7 +262,7 @@ class Store:
 
     def set_value(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
         """One `set` event: in one statement where the database can, else in the log's transaction."""
-        fast = self._one_statement_set
+        fast = self._single_set
         if fast is not None and self._db.run_direct(
             lambda conn: fast.try_set(conn, asset.identity_hash, key, text, writer)
         ):

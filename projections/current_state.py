@@ -17,7 +17,8 @@ from eventstore import schema
 from eventstore.dialects import Backend
 from eventstore.events import NewEvent, Op
 from eventstore.prepared import Connectable, Prepared
-from eventstore.writers import writer_columns
+from eventstore.single_set import KEY, VALUE, WRITER, SetPart
+from eventstore.writers import WRITER_FIELDS, writer_columns
 
 _view = schema.state
 _assets = schema.assets
@@ -52,7 +53,8 @@ class CurrentStateView:
         self._lookup = Prepared(_lookup, dialect)
         self._read_all = Prepared(_read_all, dialect)
         self._read_key = Prepared(_read_key, dialect)
-        self._upsert_rows = Prepared(backend.upsert(_view, keys=["asset_id", "key"]), dialect)
+        self._upsert_statement = backend.upsert(_view, keys=["asset_id", "key"])
+        self._upsert_rows = Prepared(self._upsert_statement, dialect)
         self._delete_key = Prepared(_delete_key, dialect)
         self._delete_all = Prepared(_delete_all, dialect)
 
@@ -98,6 +100,22 @@ class CurrentStateView:
                 self._upsert(conn, batch)
                 self._delete_all.run(conn, {"asset_id": event.asset_id})
         self._upsert(conn, batch)
+
+    def single_set_part(self) -> SetPart:
+        """In a single-statement set: upsert the key's row from the claimed stream."""
+        return SetPart(writes=self._upsert_claimed)
+
+    def _upsert_claimed(self, claim: sa.CTE) -> sa.CTE:
+        row = sa.select(claim.c.id, KEY, VALUE, claim.c.version, claim.c.last_recorded_at, *WRITER)
+        columns = [
+            "asset_id",
+            "key",
+            "value",
+            "version",
+            "updated_at",
+            *(f"updated_by_{f}" for f in WRITER_FIELDS),
+        ]
+        return self._upsert_statement.from_select(columns, row).cte("view")  # type: ignore[attr-defined,no-any-return]
 
     @staticmethod
     def row(event: NewEvent) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def test_concurrent_writers_lose_no_event(store: Store, db_url: str) -> None:
 
 
 def test_concurrent_sets_of_one_key_record_the_value_each_replaced(store: Store, db_url: str) -> None:
-    # On PostgreSQL these race through the one-statement set and its fallback (eventstore.one_statement_set):
+    # On PostgreSQL these race through the one-statement set and its fallback (eventstore.single_set):
     # a stale read of the old value would break the chain of previous values.
     store.activate(workers.SHARED)
     times = 50

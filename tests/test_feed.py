@@ -19,8 +19,9 @@ from threading import Barrier
 import pytest
 import sqlalchemy as sa
 
-from eventstore import Asset, Store, open_store, ordering, schema
+from eventstore import Asset, Store, open_store, schema
 from eventstore.database import Database
+from eventstore.dialects import postgresql
 
 WRITERS = 8
 WRITES_PER_WRITER = 80
@@ -90,7 +91,7 @@ def test_a_reader_never_passes_a_position_still_in_flight(
 ) -> None:
     """A transaction has taken position q and not committed; another commits q + 1 meanwhile (PostgreSQL)
     or waits for the ordering lock (SQLite, MariaDB). The feed must not return q + 1 before q."""
-    monkeypatch.setattr(ordering, "SETTLE_TIMEOUT", 0.5)
+    monkeypatch.setattr(postgresql, "SETTLE_TIMEOUT", 0.5)
     slow, fast = Asset("slow"), Asset("fast")
     store.activate(slow)
     store.activate(fast)

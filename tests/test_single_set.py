@@ -1,4 +1,4 @@
-"""The one-statement `set` of PostgreSQL: it records exactly what the log's transaction would, or nothing.
+"""The single-statement `set` of PostgreSQL: it records exactly what the log's transaction would, or nothing.
 
 The store runs it before the log's transaction (which every other test exercises through `set`); these
 tests drive it directly to check each case where it must decline and leave the write to the log.
@@ -15,8 +15,6 @@ import sqlalchemy as sa
 
 from eventstore import Asset, Store, Writer, open_store, schema
 from eventstore.database import Database
-from eventstore.dialects import PostgresBackend
-from eventstore.one_statement_set import OneStatementSet
 from projections import snapshots
 from tests.logcheck import LogInspector, fold_log
 
@@ -34,7 +32,8 @@ def database(db_url: str) -> Iterator[Database]:
 
 
 def _try_set(database: Database, key: str, text: str, asset: Asset = ASSET) -> bool:
-    fast = OneStatementSet(PostgresBackend(), database.ordering, database.engine.dialect)
+    fast = Store(database)._single_set  # as the store wires it: every projection takes part
+    assert fast is not None
     return database.run_direct(lambda conn: fast.try_set(conn, asset.identity_hash, key, text, WRITER))
 
 

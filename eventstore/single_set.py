@@ -1,0 +1,81 @@
+"""`set` of one key as one statement: the commonest write in one round trip, where the database can.
+
+The log's transaction (eventstore.log) takes seven round trips on a server database: BEGIN, claim, read
+the old value, upsert the view, advance the positions, insert the event, COMMIT. Where the database can
+run data-modifying CTEs (`Backend.single_set`, PostgreSQL), `set` first tries one statement that writes
+exactly the rows the log's transaction would, and declines (writes nothing) whenever it could differ:
+the asset is unknown or inactive, another writer changed it since the statement's snapshot, or an inline
+projection says it cannot take part this time. The caller then runs the log's transaction.
+
+The inline projections take part through the same hook as every other write (`InlineProjection`): each
+gives a `SetPart` (the rows it writes, given the claimed stream, and a condition it needs), so the
+statement keeps every projection in step without knowing any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.pool import PoolProxiedConnection
+
+from eventstore import schema
+from eventstore.dialects.types import JsonText, StateKey
+from eventstore.log import CurrentValue, utcnow
+from eventstore.prepared import Prepared
+from eventstore.writers import WRITER_FIELDS, Writer, writer_columns
+
+KEY = sa.bindparam("key", type_=StateKey())
+"""The key being set, as the statement binds it."""
+VALUE = sa.bindparam("value", type_=JsonText())
+"""The new value's JSON text, as the statement binds it."""
+WRITER = [sa.bindparam(f"writer_{f}", type_=schema.events.c[f"writer_{f}"].type) for f in WRITER_FIELDS]
+"""The writer's columns, in WRITER_FIELDS order, as the statement binds them."""
+
+
+@dataclass(frozen=True)
+class SetPart:
+    """What one inline projection adds to the single-statement set."""
+
+    writes: Callable[[sa.CTE], sa.CTE] | None = None
+    """A data-modifying CTE that applies the set, given the claim (a CTE of the claimed stream with
+    columns `id`, `version`, `last_recorded_at`) and the binds KEY, VALUE and WRITER."""
+    only_if: sa.ColumnElement[bool] | None = None
+    """A condition on the asset's `es_assets` row without which the statement declines."""
+    params: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
+    """Values of the part's own binds, read at every call."""
+
+
+@dataclass(frozen=True)
+class SetParts:
+    """Everything the statement needs from the composition: each projection's part, and how to read the
+    key's current value (the event's `previous`)."""
+
+    projections: Sequence[SetPart]
+    current_value: CurrentValue
+
+
+class SingleSet:
+    """A prepared single-statement set (built by the backend), run on a connection in autocommit."""
+
+    def __init__(self, statement: Prepared, parts: SetParts) -> None:
+        self._statement = statement
+        self._params = [part.params for part in parts.projections]
+
+    def try_set(
+        self, conn: PoolProxiedConnection, identity_hash: str, key: str, text: str, writer: Writer
+    ) -> bool:
+        """True if the set was recorded; False if the log's transaction must do it (see the module doc)."""
+        params: dict[str, Any] = {
+            "asset_identity": identity_hash,
+            "n": 1,
+            "now": utcnow(),
+            "key": key,
+            "value": text,
+            **writer_columns(writer, "writer_"),
+        }
+        for extra in self._params:
+            params.update(extra())
+        return self._statement.first(conn, params) is not None
