@@ -257,7 +257,9 @@ def _finish(engine: sa.Engine, streams: list[_Stream], head: int, deactivated_at
         for start in range(0, len(view), BATCH):
             conn.execute(schema.state.insert(), view[start : start + BATCH])
         keys = len(view)
-        ordering_for(conn.dialect).restart_after(conn, head)
+        # Hand out the positions the rows took, as writers would (the store is idle while it loads).
+        ordering = ordering_for(conn.dialect)
+        ordering.reserve(conn, head - ordering.last_assigned(conn))
     return keys
 
 

@@ -65,9 +65,8 @@ DEFAULT_BATCH_SIZE = 2_000
 
 Small enough that one batch holds SQLite's single write lock (and the row locks of its assets elsewhere)
 for a few tens of milliseconds, which is what a write arriving meanwhile waits at most; large enough that
-the commit per batch does not dominate. In benchmarks/compaction_scale.py (300,000 events, 2 cores),
-batches of 500 took 2 to 6 times as long with no better write latency, and batches of 5,000 gained
-little and made writes wait longer."""
+the commit per batch does not dominate (docs/garbage-collection.md: smaller batches took several times
+as long with no better write latency, larger ones gained little and made writes wait longer)."""
 
 GRACE_VARIABLE = "EVENTSTORE_COMPACTION_GRACE"
 """Environment variable with the default grace period: seconds (`3600`) or a duration (`90s`, `15m`,

@@ -29,9 +29,6 @@ class Op(StrEnum):
     DEACTIVATE = "deactivate"
 
 
-STATE_OPS = frozenset({Op.SET, Op.DELETE, Op.CLEAR})
-
-
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
     """A change decided by a command, before the log stamps it with a version and a time.

@@ -51,11 +51,6 @@ class Ordering(abc.ABC):
         """The highest position handed out so far (0 before the first event)."""
 
     @abc.abstractmethod
-    def restart_after(self, conn: Connection, position: int) -> None:
-        """Make `position` the last one handed out: for loading events in bulk, or emptying a store.
-        Not for a store in use: positions must never be handed out twice."""
-
-    @abc.abstractmethod
     def read_settled(self, conn: Connection, query: sa.Select[Any], after: int) -> Sequence[Row[Any]]:
         """The rows of `query` (events with position > `after`, in position order, limited) that no event
         committed later can come before. `query` selects `es_events.position`. `conn` is in autocommit:
@@ -92,9 +87,6 @@ class HeadRowOrdering(Ordering):
 
     def last_assigned(self, conn: Connection) -> int:
         return int(conn.execute(sa.select(_head.c.position).where(_head.c.id == 1)).scalar_one())
-
-    def restart_after(self, conn: Connection, position: int) -> None:
-        conn.execute(_head.update().where(_head.c.id == 1).values(position=position))
 
     def read_settled(self, conn: Connection, query: sa.Select[Any], after: int) -> Sequence[Row[Any]]:
         return conn.execute(query).all()  # positions become visible in order: nothing to settle

@@ -2,9 +2,9 @@
 
 `get` and the statements of every write (claim the stream, read the current values, upsert the view,
 advance the head, insert the events) run millions of times with the same shape. Through
-`Connection.execute` each costs 15-80 µs of Python on top of the driver (cache key, parameter
-processing, result wrapping): on SQLite that is more than the statement itself, and it made `set` 2.8×
-the plain upsert (docs/performance.md). A `Prepared` statement keeps what SQLAlchemy compiled (the SQL
+`Connection.execute` each costs tens of µs of Python on top of the driver (cache key, parameter
+processing, result wrapping): on SQLite that is more than the statement itself (docs/performance.md
+has the figures). A `Prepared` statement keeps what SQLAlchemy compiled (the SQL
 text for the dialect, the order of positional parameters, the type processors of each parameter and
 result column) and runs it on the cursor of the connection the caller already holds, so it takes part
 in the caller's transaction.

@@ -94,9 +94,8 @@ class MySQLBackend(Backend):
 
     def rest_after_batch(self, batch_seconds: float) -> float:
         # Deleting flat out, batch after batch, InnoDB (default 128 MiB buffer pool, 96 MiB redo log) falls
-        # behind flushing, and every writer's commit waits for it: stalls of 0.5-1.7 s measured at a
-        # million events (benchmarks/compaction_scale.py). Resting as long as the batch took brought the
-        # p99 of writes during compaction down to about 0.1 s or less.
+        # behind flushing, and every writer's commit waits for it. Resting as long as the batch took keeps
+        # writes' latency during compaction low (docs/garbage-collection.md has the measurements).
         return batch_seconds
 
     @contextlib.contextmanager

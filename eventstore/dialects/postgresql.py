@@ -1,8 +1,8 @@
 """PostgreSQL: positions from a sequence settled by the feed reader, and `set` in one statement.
 
 Positions (`SequenceOrdering`): writers take `nextval('es_event_positions')` with no lock held to COMMIT,
-so PostgreSQL flushes the commits of concurrent writers together (8 writers on distinct assets went from
-0.7x to 1.3-1.6x one writer's throughput, as much as 8 plain upserts reach: docs/performance.md). Events
+so PostgreSQL flushes the commits of concurrent writers together (docs/performance.md measures what
+that gives 8 writers on distinct assets). Events
 may then become visible out of position order, and the feed reader settles that:
 
 1. It reads the events after `after`. If their positions run on from `after` without a hole
@@ -137,12 +137,6 @@ class SequenceOrdering(Ordering):
 
     def last_assigned(self, conn: Connection) -> int:
         return int(conn.execute(self._last).scalar_one())
-
-    def restart_after(self, conn: Connection, position: int) -> None:
-        # setval(seq, p) hands out p + 1 next; setval(seq, 1, false) hands out 1 next.
-        called = position > 0
-        conn.execute(sa.select(sa.func.setval(schema.event_positions.name, max(position, 1), called)))
-        self._settled_through = 0
 
     def read_settled(self, conn: Connection, query: sa.Select[Any], after: int) -> Sequence[Row[Any]]:
         rows = conn.execute(query).all()
