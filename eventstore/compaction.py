@@ -237,29 +237,45 @@ def compact(
     dry_run: bool = False,
     batch_size: int | None = None,
     grace: timedelta | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> CompactionReport:
     """Compact every inactive asset deactivated at least `grace` ago (see the module docstring).
 
     `batch_size`: events deleted per transaction (default DEFAULT_BATCH_SIZE). `grace`: default from
-    EVENTSTORE_COMPACTION_GRACE. A dry run reads the same candidates and changes nothing.
+    EVENTSTORE_COMPACTION_GRACE. A dry run reads the same candidates and changes nothing. `progress`, if
+    given, is called after every batch with the running count of events deleted (in a dry run: that
+    would be deleted) by this call; it ends at the report's `events_deleted`.
     """
     size = _checked_batch_size(batch_size)
     cutoff = _cutoff(grace_from_environment() if grace is None else grace)
     compacted: list[CompactedAsset] = []
+    deleted = 0
+
+    def advance(events: int) -> None:
+        nonlocal deleted
+        deleted += events
+        if progress is not None:
+            progress(deleted)
+
     if not dry_run:
         for asset_id, last_version in database.run(_unfinished_compactions):
-            _delete_dead_events(database, asset_id, last_version, size)
+            # Left over by an interrupted run, which reported them: not counted again.
+            _delete_dead_events(database, asset_id, last_version, size, lambda _events: advance(0))
     for page in _candidate_pages(database, cutoff):
         if dry_run:
-            compacted.extend(database.run(functools.partial(_preview, candidates=page)))
+            preview = database.run(functools.partial(_preview, candidates=page))
+            compacted.extend(preview)
+            advance(sum(asset.events for asset in preview))
             continue
         for batch in _batches(page, size):
             decide = functools.partial(
                 _decide, ordering=database.ordering, candidates=batch, cutoff=cutoff, batch_size=size
             )
-            for decision in _write_batch(database, decide):
+            decisions = _write_batch(database, decide)
+            advance(sum(d.compacted.events for d in decisions if not d.events_left))
+            for decision in decisions:
                 if decision.events_left:
-                    _delete_dead_events(database, decision.asset_id, decision.last_version, size)
+                    _delete_dead_events(database, decision.asset_id, decision.last_version, size, advance)
                 compacted.append(decision.compacted)
     return CompactionReport(
         assets=compacted,
@@ -460,13 +476,20 @@ def _unfinished_compactions(conn: Connection) -> list[tuple[int, int]]:
     return [(int(asset_id), int(version)) for asset_id, version in conn.execute(query)]
 
 
-def _delete_dead_events(database: Database, asset_id: int, last_version: int, batch_size: int) -> None:
-    """Delete the asset's events at or below `last_version`, a batch per transaction (step 2)."""
+def _delete_dead_events(
+    database: Database,
+    asset_id: int,
+    last_version: int,
+    batch_size: int,
+    deleted: Callable[[int], object],
+) -> None:
+    """Delete the asset's events at or below `last_version`, a batch per transaction (step 2); `deleted`
+    is told how many each batch removed."""
     delete_batch = functools.partial(
         _delete_dead_batch, asset_id=asset_id, last_version=last_version, batch_size=batch_size
     )
-    while _write_batch(database, delete_batch):
-        pass
+    while count := _write_batch(database, delete_batch):
+        deleted(count)
 
 
 def _write_batch(database: Database, work: Callable[[Connection], T]) -> T:
@@ -486,9 +509,9 @@ def _write_batch(database: Database, work: Callable[[Connection], T]) -> T:
     return result
 
 
-def _delete_dead_batch(conn: Connection, asset_id: int, last_version: int, batch_size: int) -> bool:
-    """Delete up to `batch_size` of the asset's lowest events at or below `last_version`; False if none
-    were left."""
+def _delete_dead_batch(conn: Connection, asset_id: int, last_version: int, batch_size: int) -> int:
+    """Delete up to `batch_size` of the asset's lowest events at or below `last_version`; how many it
+    deleted (0 if none were left)."""
     _lock_assets(conn, [asset_id])
     lowest = conn.execute(
         sa.select(sa.func.min(_events.c.version)).where(
@@ -496,7 +519,8 @@ def _delete_dead_batch(conn: Connection, asset_id: int, last_version: int, batch
         )
     ).scalar()
     if lowest is None:
-        return False
+        return 0
     highest = min(last_version, int(lowest) + batch_size - 1)
+    # Versions have no holes: the batch deletes every version from `lowest` to `highest`.
     conn.execute(_events.delete().where(_events.c.asset_id == asset_id, _events.c.version <= highest))
-    return True
+    return highest - int(lowest) + 1

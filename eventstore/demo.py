@@ -7,8 +7,9 @@ shows who moved it, when, and from what to what.
 
 from __future__ import annotations
 
+import functools
+import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,61 +64,87 @@ def report(**context: Any) -> dict[str, Any]:
     return {key: state.get(key) for key in ("watermark", "total_runs", "last_run_summary")}
 
 
-def run(store: Store, console: Console) -> None:
-    console.print(f"[bold]eventstore demo[/] — the watermark pattern, event-sourced\nstore: {store.url}\n")
+DEMO_FILE = "eventstore-demo.db"
+"""The demo's own database, in the current directory: recreated by each run, kept afterwards."""
+
+
+def run(store: Store, console: Console, url: str, where: str | None = None) -> None:
+    """The demo on `store`; `url` is how the closing shell commands name its database, `where` how the
+    demo says where it is (default: the URL)."""
+    where = where or url
+    say = functools.partial(console.print, soft_wrap=True, highlight=False)
+    say("[bold]eventstore demo[/] — the watermark pattern, event-sourced\n")
     for day in ARRIVED_BY_RUN:
         run_id = f"scheduled__{day}"
         message = store.run_task(
             load_new_orders, dag_id="incremental_orders", run_id=run_id, task_id="load_new_orders"
         )
-        console.print(f"  load_new_orders  {message}")
+        say(f"  load_new_orders  {message}")
     state = store.run_task(report, dag_id="orders_report", run_id="manual__1", task_id="report")
-    console.print("  report           reads")
+    say("  report           reads")
     for key, value in state.items():
-        console.print(f"                     {key} = {value}")
-    console.print()
+        say(f"                     {key} = {_json(value)}")
+    say()
 
     table = Table(
-        title="store.history(orders, 'watermark'): every change, who made it, from what to what",
+        title="store.history(orders, 'watermark'): who moved it, when, from what to what",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    table.add_column("position", justify="right")
-    for column in ("recorded at (UTC)", "writer (task @ run)", "old", "new"):
+    table.add_column("pos", justify="right")
+    for column in ("recorded at (UTC)", "writer: task, run", "old → new"):
         table.add_column(column, no_wrap=True)
     for change in store.history(orders, "watermark"):
         writer = change.writer
         table.add_row(
             str(change.position),
-            change.recorded_at.strftime("%H:%M:%S.%f"),
-            f"{writer.task_id} @ {writer.run_id}" if writer.task_id else writer.kind.value,
-            "(none)" if change.previous is None else str(change.previous),
-            str(change.value),
+            f"{change.recorded_at:%Y-%m-%d}\n{change.recorded_at:%H:%M:%S.%f}"[:-3],
+            f"{writer.task_id}\n{writer.run_id}" if writer.task_id else writer.kind.value,
+            f"{'(none)' if change.previous is None else _json(change.previous)}\n→ {_json(change.value)}",
+            end_section=True,
         )
     console.print(table)
-    first = store.history(orders, "watermark")[0]
-    replayed = store.state_as_of(orders, position=first.position)
-    console.print(
-        f"\nstore.state_as_of(orders, position={first.position}): the state right after the first run"
-    )
+
+    first_run = [c for c in store.history(orders) if c.writer.run_id == "scheduled__2024-06-01"]
+    position = first_run[-1].position
+    replayed = store.state_as_of(orders, position=position)
+    say(f"store.state_as_of(orders, position={position}): the state right after the first run")
     for key, value in replayed.items():
-        console.print(f"  {key} = {value}")
-    console.print(
-        "\nThe state lives in the current-state view; every change above is an event in the log, "
+        say(f"  {key} = {_json(value)}")
+    say(
+        "\nThe state lives in the current-state view; every change above is an event in the log,\n"
         "so the audit needs no extra bookkeeping."
     )
-
-
-def main(url: str | None = None, console: Console | None = None) -> None:
-    """Run the demo on `url`, or on a fresh SQLite file in a temporary directory."""
-    # Wide enough for the history table also when the output is not a terminal.
-    console = console or Console(width=None if sys.stdout.isatty() else 120)
-    if url is not None:
-        with open_store(url) as store:
-            run(store, console)
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="eventstore-demo-") as directory,
-        open_store(f"sqlite:///{Path(directory) / 'demo.db'}") as store,
+    say(f"\nThe database is kept: {where}\nExplore it from the shell:")
+    asset = f"orders --uri {orders.uri}"
+    for command in (
+        f"history {asset} --key watermark",
+        f"as-of {asset} --position {position}",
+        f"restore {asset} --position {position} --dry-run",
     ):
-        run(store, console)
+        say(f"  eventstore --url {url} {command}")
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def fresh_file(path: Path) -> str:
+    """Remove the SQLite file at `path` and its companions; its URL."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+def main(url: str | None = None, console: Console | None = None) -> str:
+    """Run the demo on `url`, or on a fresh ./eventstore-demo.db; keep the database and return its URL."""
+    # 80 columns when the output is not a terminal: the history table fits them.
+    console = console or Console(width=None if sys.stdout.isatty() else 80)
+    if url is None:
+        shown = fresh_file(Path(DEMO_FILE))
+        with open_store(shown) as store:
+            run(store, console, shown, f"{Path(DEMO_FILE).resolve()} (recreated by each demo)")
+        return shown
+    with open_store(url) as store:
+        run(store, console, store.url)
+    return url

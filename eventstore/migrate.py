@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from alembic import command
@@ -36,26 +37,32 @@ def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
-def check(conn: Connection) -> None:
-    """Raise SchemaVersionError unless the database is exactly at this code's schema version."""
+def check(conn: Connection, url: str | None = None) -> None:
+    """Raise SchemaVersionError unless the database is exactly at this code's schema version.
+
+    The message names the database and the command that upgrades it: `url` (password hidden), by default
+    the URL of `conn`'s engine.
+    """
     current, head = current_revision(conn), head_revision()
     if current == head:
         return
+    url = url or conn.engine.url.render_as_string(hide_password=True)
+    upgrade_command = f"eventstore --url {shlex.quote(url)} db upgrade"
     if current is None:
         raise SchemaVersionError(
-            "This database has no eventstore schema. Run `eventstore db upgrade` "
+            f"The database at {url} has no eventstore schema. Run `{upgrade_command}` "
             "(or open_store() without migrate=False) to create it."
         )
     try:
         ScriptDirectory.from_config(alembic_config()).get_revision(current)
     except CommandError:
         raise SchemaVersionError(
-            f"This database's eventstore schema ({current}) is newer than this eventstore knows "
-            f"({head}). Upgrade the eventstore package."
+            f"The eventstore schema of the database at {url} ({current}) is newer than this eventstore "
+            f"knows ({head}). Upgrade the eventstore package."
         ) from None
     raise SchemaVersionError(
-        f"This database's eventstore schema ({current}) is older than this eventstore ({head}). "
-        "Run `eventstore db upgrade`."
+        f"The eventstore schema of the database at {url} ({current}) is older than this eventstore "
+        f"({head}). Run `{upgrade_command}`."
     )
 
 

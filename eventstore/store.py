@@ -446,7 +446,12 @@ class Store:
     # --- garbage collection ------------------------------------------------------------------------
 
     def compact(
-        self, *, dry_run: bool = False, batch_size: int | None = None, grace: timedelta | None = None
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int | None = None,
+        grace: timedelta | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> CompactionReport:
         """Delete the events, view rows and snapshots of every inactive asset; never touch an active one.
 
@@ -454,8 +459,11 @@ class Store:
         Deletes `batch_size` events per transaction (default compaction.DEFAULT_BATCH_SIZE), each
         committing on its own. Each compacted asset keeps its row (and stream version) and gets a
         permanent record (`compactions`). A dry run changes nothing and reports the same figures.
+        `progress`, if given, is called after every batch with the running count of events deleted.
         """
-        return compaction.compact(self._db, dry_run=dry_run, batch_size=batch_size, grace=grace)
+        return compaction.compact(
+            self._db, dry_run=dry_run, batch_size=batch_size, grace=grace, progress=progress
+        )
 
     def compactions(self, asset: Asset | None = None) -> list[CompactionRecord]:
         """The permanent records of past compactions, oldest first: all of them, or one asset's.
