@@ -7,8 +7,11 @@ accepts anonymous requests, so it refuses to listen anywhere but on a loopback a
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import signal
+from collections.abc import Iterator
 
 from eventstore.errors import StateStoreError
 from eventstore.store import open_store
@@ -26,6 +29,26 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that SIGTERM/SIGINT end it with status 0 after the graceful shutdown
+        (uvicorn re-raises the signal once it has shut down, which would skip closing the store and
+        make a clean stop look like a crash to a process supervisor)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def serve(url: str | None, host: str = "127.0.0.1", port: int = 8080) -> None:
@@ -48,7 +71,7 @@ def serve(url: str | None, host: str = "127.0.0.1", port: int = 8080) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     try:
         server.run()
     finally:
