@@ -5,6 +5,7 @@
         ├──── es_asset_active        which assets may be read and written now
         ├──< es_snapshots            the state every N versions, so as-of folds only a few events
         └──< es_compactions          what compaction removed, kept forever
+    es_tokens                        the REST server's bearer tokens (hashes only) and their scopes
     es_log_head                      the last global position handed out (SQLite, MariaDB/MySQL)
     es_event_positions               the sequence of global positions (PostgreSQL; see eventstore.ordering)
 
@@ -160,6 +161,22 @@ snapshots = sa.Table(
     **TABLE_OPTIONS,
 )
 
+tokens = sa.Table(
+    "es_tokens",
+    metadata,
+    # The REST server's credentials (eventstore.tokens). Rows are never deleted: a revoked token keeps
+    # its row, so "a token was ever created" (which closes the server to anonymous requests) stays true.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # Who the token belongs to; recorded as Writer.user on every REST write made with it.
+    sa.Column("name", sa.String(250), nullable=False, unique=True),
+    sa.Column("scope", sa.String(16), nullable=False),  # read | write | admin
+    # Hex SHA-256 of the token, never the token itself: every replica checks a bearer token by looking
+    # up its hash, and a leaked database leaks no usable token. Unique: one lookup finds at most one row.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),  # NULL while the token is valid
+    **TABLE_OPTIONS,
+)
 
 # --- Facts every module asks the same way ------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ from sqlalchemy.engine import URL, Connection
 from eventstore import codec, compaction, context, lifetime, schema, tasks
 from eventstore import migrate as migrations
 from eventstore.accessor import AssetState
-from eventstore.assets import Asset, AssetInfo
+from eventstore.assets import Asset, AssetInfo, identity_hash
 from eventstore.codec import JSON
 from eventstore.compaction import CompactionRecord, CompactionReport
 from eventstore.database import Database
@@ -25,7 +26,7 @@ from eventstore.prepared import Connectable
 from eventstore.protocol import Decide, VersionedState
 from eventstore.single_set import SetParts
 from eventstore.tasks import Task
-from eventstore.writers import Writer
+from eventstore.writers import Writer, writer_from_row
 from projections import history as history_reader
 from projections import rebuild, replay
 from projections.current_state import CurrentStateView
@@ -38,7 +39,29 @@ DEFAULT_URL = "sqlite:///eventstore.db"
 T = TypeVar("T")
 
 _assets = schema.assets
+_state = schema.state
 _is_active = schema.is_active
+
+
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    """One key of an asset's current state as the admin reads show it: its JSON text, when it was last
+    written and by whom."""
+
+    key: str
+    value: str
+    updated_at: datetime
+    updated_by: Writer
+
+
+@dataclass(frozen=True, slots=True)
+class StateEntries:
+    """A page of an asset's current state (`Store.entries`): the entries, how many there are in all,
+    and the asset's version (the REST ETag)."""
+
+    entries: list[StateEntry]
+    total: int
+    version: int
 
 
 def store_url(url: str | URL | None = None) -> str | URL:
@@ -125,14 +148,44 @@ class Store:
         query = schema.asset_id_by_identity(asset.identity_hash).where(_is_active)
         return self._db.read_in_autocommit(lambda conn: conn.execute(query).first() is not None)
 
-    def assets(self, active: bool | None = None) -> list[AssetInfo]:
-        """Every registered asset (or only the active or inactive ones), by id."""
+    def assets(
+        self,
+        active: bool | None = None,
+        *,
+        name: str | None = None,
+        uri: str | None = None,
+        asset_id: int | None = None,
+    ) -> list[AssetInfo]:
+        """Every registered asset (or only the active or inactive ones), by id; `name`, `uri` and
+        `asset_id` narrow the list to exact matches."""
         is_active = _is_active.label("active")
         query = sa.select(_assets.c.id, _assets.c.name, _assets.c.uri, _assets.c.version, is_active)
         if active is not None:
             query = query.where(_is_active if active else ~_is_active)
+        # Names and uris are compared through their hashes in es_asset_active, or here by identity
+        # hash where both are given; a lone name or uri is compared exactly in Python (MariaDB's
+        # collations would ignore case and trailing spaces).
+        if name is not None and uri is not None:
+            query = query.where(_assets.c.identity_hash == identity_hash(name, uri))
+        if asset_id is not None:
+            query = query.where(_assets.c.id == asset_id)
         rows = self._db.run(lambda conn: conn.execute(query.order_by(_assets.c.id)).all())
-        return [AssetInfo(r.id, r.name, r.uri, bool(r.active), r.version) for r in rows]
+        return [
+            AssetInfo(r.id, r.name, r.uri, bool(r.active), r.version)
+            for r in rows
+            if (name is None or r.name == name) and (uri is None or r.uri == uri)
+        ]
+
+    def asset_info(self, asset_id: int) -> AssetInfo:
+        """The asset with this id (`AssetInfo.id`, the REST id), active or not; AssetNotFoundError if none."""
+        found = self.assets(asset_id=asset_id)
+        if not found:
+            raise AssetNotFoundError(f"Asset with id {asset_id} not found")
+        return found[0]
+
+    def ping(self) -> None:
+        """Return if the database answers a trivial query; StoreUnavailableError otherwise."""
+        self._db.read_in_autocommit(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
 
     # --- reading and writing state -----------------------------------------------------------------
 
@@ -260,6 +313,31 @@ class Store:
 
         return self._db.run(read)
 
+    def entries(
+        self, asset_id: int, keys: Sequence[str] | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> StateEntries:
+        """The view rows of the asset with this id, active or not (the REST admin reads), sorted by key:
+        all of them or only `keys`, paged by `limit`/`offset`, with the count before paging and the
+        asset's version, from one consistent read. AssetNotFoundError for an unknown id."""
+
+        def read(conn: Connection) -> StateEntries:
+            version = conn.execute(sa.select(_assets.c.version).where(_assets.c.id == asset_id)).scalar()
+            if version is None:
+                raise AssetNotFoundError(f"Asset with id {asset_id} not found")
+            where = [_state.c.asset_id == asset_id]
+            if keys is not None:
+                where.append(_state.c.key.in_(list(keys)))
+            total = conn.execute(sa.select(sa.func.count()).select_from(_state).where(*where)).scalar_one()
+            query = sa.select(_state).where(*where).order_by(_state.c.key).offset(offset).limit(limit)
+            rows = conn.execute(query).all()
+            found = [
+                StateEntry(r.key, r.value, r.updated_at, writer_from_row(r._mapping, "updated_by_"))
+                for r in rows
+            ]
+            return StateEntries(found, total, version)
+
+        return self._db.run(read)
+
     def set_value(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
         """One `set` event: in one statement where the database can, else in the log's transaction."""
         fast = self._single_set
@@ -285,10 +363,15 @@ class Store:
         deletes: Sequence[str] = (),
         clear: bool = False,
         expected_version: int | None = None,
+        inactive_ok: bool = False,
     ) -> int:
         """A decided change in one transaction: clear (if asked), then `sets`, then `deletes` of keys that
         exist; returns the asset's version afterwards. With `expected_version`, only if the asset's
-        version is still that: VersionConflictError otherwise, and nothing is written (REST If-Match)."""
+        version is still that: VersionConflictError otherwise, and nothing is written (REST If-Match).
+        With `inactive_ok` (REST admin delete and clear), an inactive asset's hidden state may be removed
+        too; `sets` are then refused with AssetNotActiveError, as they are for an inactive asset."""
+        if inactive_ok and sets:
+            raise ValueError("Only deletes and clears may write to an inactive asset")
         _check_asset(asset)
         values = dict(sets or {})
 
@@ -301,7 +384,9 @@ class Store:
             return pending
 
         keys = None if clear else [*values, *deletes]
-        return self._locked_write(asset, writer, keys, decide, expected_version=expected_version)[0]
+        return self._locked_write(
+            asset, writer, keys, decide, expected_version=expected_version, active_only=not inactive_ok
+        )[0]
 
     # --- rewind ------------------------------------------------------------------------------------
 
@@ -380,6 +465,7 @@ class Store:
         expected_version: int | None = None,
         dry_run: bool = False,
         report: bool = False,
+        active_only: bool = True,
     ) -> tuple[int, list[Change]]:
         """A write whose number of events is known only once the state is read: lock the stream, check
         `expected_version`, read the current values of `keys` (all if None), decide, then claim exactly as
@@ -387,7 +473,7 @@ class Store:
         also returns the appended events as `Change`s. A dry run rolls back and returns the same."""
 
         def write(conn: Connection) -> tuple[int, list[Change]]:
-            stream = self._log.lock_stream(conn, asset.identity_hash, active_only=True)
+            stream = self._log.lock_stream(conn, asset.identity_hash, active_only=active_only)
             if stream is None:
                 raise self._not_active(asset)
             if expected_version is not None and stream.version != expected_version:
@@ -399,8 +485,8 @@ class Store:
             pending = decide(conn, current) if report else decide(current)
             if not pending:
                 raise _Unchanged(stream.version, [])
-            claim = self._log.claim(conn, asset.identity_hash, len(pending), active_only=True)
-            assert claim is not None, "the stream is locked and active"
+            claim = self._log.claim(conn, asset.identity_hash, len(pending), active_only=active_only)
+            assert claim is not None, "the stream is locked (and active, where that was asked)"
             events = self._log.append(conn, claim, pending, writer)
             changes = history_reader.appended(conn, events) if report else []
             if dry_run:

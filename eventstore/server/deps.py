@@ -1,0 +1,106 @@
+"""What several routes share: the store, paging parameters, asset ids and the JSON shapes of records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Path, Query, Request
+
+from eventstore.assets import AssetInfo
+from eventstore.events import Change, Event
+from eventstore.server.errors import UnprocessableError
+from eventstore.store import StateEntry, Store
+from eventstore.writers import Writer
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+MAX_INT = 2**63 - 1
+"""The largest number a query parameter may carry into SQL (BIGINT); larger ones are a clean 422."""
+
+AssetId = Annotated[int, Path(ge=0, le=2**31 - 1, description="`id` from GET /api/v2/assets")]
+Limit = Annotated[int, Query(ge=0, description=f"default {DEFAULT_LIMIT}; larger values become {MAX_LIMIT}")]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
+
+
+def store_of(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def clamp(limit: int | None, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
+    return default if limit is None else min(limit, maximum)
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """An aware datetime in UTC; 422 for a naive one or one that UTC cannot represent."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise UnprocessableError(f"{moment.isoformat()} has no time zone; add one, e.g. Z or +00:00")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise UnprocessableError(f"{moment.isoformat()} is out of range") from None
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def asset_json(info: AssetInfo) -> dict[str, Any]:
+    return {"id": info.id, "name": info.name, "uri": info.uri, "active": info.active, "version": info.version}
+
+
+def writer_json(writer: Writer) -> dict[str, Any]:
+    return {
+        "kind": writer.kind.value,
+        "dag_id": writer.dag_id,
+        "run_id": writer.run_id,
+        "task_id": writer.task_id,
+        "map_index": writer.map_index,
+        "try_number": writer.try_number,
+        "user": writer.user,
+    }
+
+
+def entry_json(entry: StateEntry, value: Any) -> dict[str, Any]:
+    writer = entry.updated_by
+    return {
+        "key": entry.key,
+        "value": value,
+        "updated_at": iso(entry.updated_at),
+        "last_updated_by": {
+            "kind": writer.kind.value,
+            "dag_id": writer.dag_id,
+            "run_id": writer.run_id,
+            "task_id": writer.task_id,
+            "map_index": writer.map_index,
+        },
+    }
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    return {
+        "position": change.position,
+        "version": change.version,
+        "recorded_at": iso(change.recorded_at),
+        "op": change.op.value,
+        "key": change.key,
+        "value": change.value,
+        "previous": change.previous,
+        "writer": writer_json(change.writer),
+    }
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "position": event.position,
+        "version": event.version,
+        "recorded_at": iso(event.recorded_at),
+        "op": event.op.value,
+        "key": event.key,
+        "value": event.value,
+        "writer": writer_json(event.writer),
+        "asset": {"name": event.asset.name, "uri": event.asset.uri},
+    }

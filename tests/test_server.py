@@ -1,0 +1,369 @@
+"""The REST server (CONTRACT §8) through httpx against `create_app`, on every database, and one real
+`serve` subprocess."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from eventstore import Asset, Store, Writer
+from eventstore.server import create_app
+from eventstore.tokens import create_token, revoke_token
+
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def client(store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(store)) as opened:
+        yield opened
+
+
+def activate(client: TestClient, name: str, uri: str | None = None, **headers: str) -> int:
+    body: dict[str, Any] = {"name": name} if uri is None else {"name": name, "uri": uri}
+    response = client.post("/api/v2/assets", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    asset_id: int = response.json()["id"]
+    return asset_id
+
+
+def state_url(asset_id: int, key: str | None = None) -> str:
+    base = f"/api/v2/assets/{asset_id}/state-store"
+    return base if key is None else f"{base}/{key}"
+
+
+# --- the routes, on every database -----------------------------------------------------------------
+
+
+def test_assets_and_state_round_trip(client: TestClient, store: Store) -> None:
+    asset_id = activate(client, "orders", "s3://data/orders/")
+    listed = client.get("/api/v2/assets", params={"name": "orders"}).json()
+    assert listed == {
+        "assets": [
+            {"id": asset_id, "name": "orders", "uri": "s3://data/orders/", "active": True, "version": 1}
+        ],
+        "total_entries": 1,
+    }
+    assert activate(client, "orders", "s3://data/orders/") == asset_id  # idempotent
+    value = {"big": 2**70, "f": 1e300, "s": "\x00é", "l": [1, None, True]}
+    assert client.put(state_url(asset_id, "dir/watermark"), json={"value": value}).status_code == 204
+    got = client.get(state_url(asset_id, "dir/watermark"))
+    assert got.status_code == 200 and got.json()["value"] == value
+    assert got.json()["last_updated_by"] == {
+        "kind": "api", "dag_id": None, "run_id": None, "task_id": None, "map_index": None
+    }  # fmt: skip
+    assert store.asset(Asset("orders", "s3://data/orders/")).get("dir/watermark") == value
+    assert client.get(state_url(asset_id, "missing")).status_code == 404
+    assert client.get(state_url(987654, "k")).status_code == 404
+    assert client.put(state_url(987654, "k"), json={"value": 1}).status_code == 404
+
+    for i in range(120):
+        store.asset(Asset("orders", "s3://data/orders/")).set(f"k{i:03}", i)
+    page = client.get(state_url(asset_id), params={"limit": 10**30, "offset": 5}).json()
+    assert page["total_entries"] == 121 and len(page["asset_state_store"]) == 100
+    # "dir/watermark" sorts first, so offset 5 starts at k004
+    assert [e["key"] for e in page["asset_state_store"]][:2] == ["k004", "k005"]
+    assert len(client.get(state_url(asset_id)).json()["asset_state_store"]) == 50
+
+    assert client.delete(state_url(asset_id, "dir/watermark")).status_code == 204
+    assert client.delete(state_url(asset_id, "dir/watermark")).status_code == 204  # absent: still 204
+    assert client.delete(state_url(asset_id)).status_code == 204
+    assert client.get(state_url(asset_id)).json() == {"asset_state_store": [], "total_entries": 0}
+
+
+def test_etag_and_if_match(client: TestClient, store: Store) -> None:
+    asset_id = activate(client, "a")
+    client.put(state_url(asset_id, "n"), json={"value": 1})
+    tag = client.get(state_url(asset_id, "n")).headers["etag"]
+    assert tag == '"2"'
+    ok = client.put(state_url(asset_id, "n"), json={"value": 2}, headers={"If-Match": tag})
+    assert ok.status_code == 204
+    before = store.events()
+    stale = client.put(state_url(asset_id, "n"), json={"value": 3}, headers={"If-Match": tag})
+    assert stale.status_code == 412
+    assert client.delete(state_url(asset_id, "n"), headers={"If-Match": tag}).status_code == 412
+    assert client.delete(state_url(asset_id), headers={"If-Match": tag}).status_code == 412
+    patch = client.patch(state_url(asset_id), json={"set": {"x": 1}}, headers={"If-Match": tag})
+    assert patch.status_code == 412
+    assert (
+        client.put(state_url(asset_id, "n"), json={"value": 3}, headers={"If-Match": "nope"}).status_code
+        == 422
+    )
+    assert store.events() == before
+    assert client.get(state_url(asset_id, "n")).json()["value"] == 2
+
+
+def test_patch_is_all_or_none(client: TestClient, store: Store) -> None:
+    asset_id = activate(client, "a")
+    client.put(state_url(asset_id, "old"), json={"value": "x"})
+    before = store.events()
+    for body in (
+        {"set": {"a": 1, "b": None}},
+        {"set": {"a": 1, "": 2}},
+        {"set": {"a": 1}, "delete": ["x" * 513]},
+        {"set": {"a": 1}, "extra": True},
+        {"set": {"a": 1, "b": "y" * 70000}},
+    ):
+        response = client.patch(state_url(asset_id), json=body)
+        assert response.status_code == 422, (body, response.text)
+    assert store.events() == before
+    ok = client.patch(state_url(asset_id), json={"set": {"a": 1, "b": [2]}, "delete": ["old"]})
+    assert ok.status_code == 204
+    state = {e["key"]: e["value"] for e in client.get(state_url(asset_id)).json()["asset_state_store"]}
+    assert state == {"a": 1, "b": [2]}
+    assert len(store.events()) == len(before) + 3
+
+
+def test_inactive_asset_admin_routes(client: TestClient, store: Store) -> None:
+    asset_id = activate(client, "a")
+    client.patch(state_url(asset_id), json={"set": {"k": 1, "j": 2}})
+    assert client.post(f"/api/v2/assets/{asset_id}/deactivate").status_code == 204
+    assert client.get(state_url(asset_id, "k")).json()["value"] == 1  # hidden state is still readable
+    assert client.put(state_url(asset_id, "k"), json={"value": 5}).status_code == 409
+    assert client.patch(state_url(asset_id), json={"set": {"k": 5}}).status_code == 409
+    assert client.delete(state_url(asset_id, "k")).status_code == 204
+    assert client.delete(state_url(asset_id)).status_code == 204
+    assert client.get(state_url(asset_id)).json()["total_entries"] == 0
+    assert client.post(f"/api/v2/assets/{asset_id}/state-restore", params={"position": 1}).status_code == 409
+    assert (
+        client.get("/execution/store/asset/by-name/value", params={"name": "a", "key": "k"}).status_code
+        == 404
+    )
+    assert [c.op for c in store.history(Asset("a"))][-2:] == ["delete", "clear"]
+
+
+def test_conflicting_activation_is_409(client: TestClient) -> None:
+    activate(client, "a", "u1")
+    assert client.post("/api/v2/assets", json={"name": "a", "uri": "u2"}).status_code == 409
+    assert client.post("/api/v2/assets", json={"name": ""}).status_code == 422
+    assert client.post("/api/v2/assets", json={"name": "b", "color": "red"}).status_code == 422
+
+
+def test_audit_routes(client: TestClient, store: Store) -> None:
+    asset_id = activate(client, "a")
+    for value in (1, 2, 3):
+        client.put(state_url(asset_id, "n"), json={"value": value})
+    history = client.get(f"/api/v2/assets/{asset_id}/state-history", params={"key": "n"}).json()
+    assert history["total_entries"] == 3
+    assert [(c["value"], c["previous"]) for c in history["changes"]] == [(1, None), (2, 1), (3, 2)]
+    last = client.get(
+        f"/api/v2/assets/{asset_id}/state-history", params={"newest_first": True, "limit": 1}
+    ).json()
+    assert last["changes"][0]["value"] == 3 and last["total_entries"] == 4
+    second = history["changes"][1]
+    as_of = client.get(f"/api/v2/assets/{asset_id}/state-as-of", params={"position": second["position"]})
+    assert as_of.json() == {"state": {"n": 2}, "position": second["position"]}
+    at = client.get(f"/api/v2/assets/{asset_id}/state-as-of", params={"at": second["recorded_at"]}).json()
+    assert at == {"state": {"n": 2}, "position": second["position"]}
+    assert client.get(f"/api/v2/assets/{asset_id}/state-as-of").status_code == 422
+    naive = client.get(f"/api/v2/assets/{asset_id}/state-as-of", params={"at": "2024-01-01T00:00:00"})
+    assert naive.status_code == 422
+
+    feed = client.get("/api/v2/state-events", params={"after": 1, "limit": 2}).json()
+    assert [e["op"] for e in feed["events"]] == ["set", "set"]
+    assert feed["last_position"] == feed["events"][-1]["position"]
+    assert feed["events"][0]["asset"] == {"name": "a", "uri": "a"}
+
+    url = f"/api/v2/assets/{asset_id}/state-restore"
+    dry = client.post(url, params={"position": second["position"], "dry_run": True}).json()
+    assert [(c["key"], c["value"]) for c in dry["changes"]] == [("n", 2)]
+    assert store.asset(Asset("a")).get("n") == 3
+    client.post(url, params={"position": second["position"]})
+    assert store.asset(Asset("a")).get("n") == 2
+
+    client.post(f"/api/v2/assets/{asset_id}/deactivate")
+    assert client.post("/api/v2/state-store/compact", params={"dry_run": True}).json()["events_deleted"] == 6
+    report = client.post("/api/v2/state-store/compact").json()
+    assert report["assets"] == [{"name": "a", "uri": "a", "events": 6, "keys": 1}]
+    gone = client.get(f"/api/v2/assets/{asset_id}/state-as-of", params={"position": second["position"]})
+    assert gone.status_code == 410
+    assert client.get("/api/v2/assets/4242/state-history").status_code == 404
+
+
+def test_execution_routes(client: TestClient, store: Store) -> None:
+    activate(client, "orders", "s3://o")
+    by_name = "/execution/store/asset/by-name"
+    by_uri = "/execution/store/asset/by-uri"
+    assert (
+        client.put(f"{by_name}/value", params={"name": "orders", "key": "w"}, json={"value": 7}).status_code
+        == 204
+    )
+    assert client.get(f"{by_uri}/value", params={"uri": "s3://o", "key": "w"}).json() == {"value": 7}
+    missing = client.get(f"{by_name}/value", params={"name": "nope", "key": "w"})
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == {"reason": "not_found", "message": "Asset with name='nope' not found"}
+    assert client.get(f"{by_name}/value", params={"name": "orders", "key": "x"}).status_code == 404
+    assert client.get(f"{by_name}/value", params={"name": "", "key": "x"}).status_code == 422
+    assert client.delete(f"{by_uri}/value", params={"uri": "s3://o", "key": "w"}).status_code == 204
+    client.put(f"{by_name}/value", params={"name": "orders", "key": "w"}, json={"value": 8})
+    assert client.delete(f"{by_name}/clear", params={"name": "orders"}).status_code == 204
+    assert store.asset(Asset("orders", "s3://o")).get("w") is None
+
+
+def test_bad_input_is_refused_cleanly_and_changes_nothing(client: TestClient, store: Store) -> None:
+    asset_id = activate(client, "a")
+    client.put(state_url(asset_id, "k"), json={"value": 1})
+    before = store.events()
+    raw = {"content-type": "application/json"}
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("PUT", state_url(asset_id, "k"), {"content": b'{"value": NaN}', "headers": raw}),
+        ("PUT", state_url(asset_id, "k"), {"content": b'{"value": [1, -Infinity]}', "headers": raw}),
+        ("PUT", state_url(asset_id, "k"), {"content": b'{"value": 1e999}', "headers": raw}),
+        ("PUT", state_url(asset_id, "k"), {"content": b'{"value": ', "headers": raw}),
+        ("PUT", state_url(asset_id, "k"), {"content": b"\xff\xfe", "headers": raw}),
+        ("PUT", state_url(asset_id, "k"), {"content": b"[" * 100000, "headers": raw}),
+        ("PUT", state_url(asset_id, "k"), {"json": {"value": None}}),
+        ("PUT", state_url(asset_id, "k"), {"json": {}}),
+        ("PUT", state_url(asset_id, "k"), {"json": {"value": 1, "other": 2}}),
+        ("PUT", state_url(asset_id, "k"), {"json": {"value": "x" * 70000}}),
+        ("PUT", state_url(asset_id, "x" * 513), {"json": {"value": 1}}),
+        ("PUT", state_url(asset_id, "%00"), {"json": {"value": 1}}),
+        # A lone surrogate cannot arrive in a URL (its bytes are not UTF-8), but it can in JSON.
+        ("PATCH", state_url(asset_id), {"content": b'{"set": {"\\ud800": 1}}', "headers": raw}),
+        ("PATCH", state_url(asset_id), {"content": b'{"delete": ["\\udfff"]}', "headers": raw}),
+        ("PUT", state_url(asset_id, ""), {"json": {"value": 1}}),
+        ("PUT", state_url(asset_id, "k"), {"json": {"value": 1}, "headers": {"Eventstore-Writer": "{"}}),
+        (
+            "PUT",
+            state_url(asset_id, "k"),
+            {"json": {"value": 1}, "headers": {"Eventstore-Writer": '{"kind": "task"}'}},
+        ),
+        ("PUT", state_url(-1, "k"), {"json": {"value": 1}}),
+        ("PUT", state_url(2**70, "k"), {"json": {"value": 1}}),
+        ("GET", state_url(asset_id) + "?limit=-1", {}),
+        ("GET", state_url(asset_id) + f"?offset={10**30}", {}),
+        ("GET", "/api/v2/state-events?after=99999999999999999999999", {}),
+        ("GET", f"/api/v2/assets/{asset_id}/state-as-of?at=99999-01-01", {}),
+        ("GET", f"/api/v2/assets/{asset_id}/state-as-of?at=0001-01-01T00:00:00%2B14:00", {}),
+        ("DELETE", state_url(asset_id, "%00"), {}),
+        ("POST", "/api/v2/assets", {"content": b'{"name": "\\ud800"}', "headers": raw}),
+        ("GET", "/no/such/route", {}),
+    ]
+    for method, url, options in cases:
+        response = client.request(method, url, **options)
+        assert 400 <= response.status_code < 500, (method, url, response.status_code, response.text)
+    too_big = client.put(state_url(asset_id, "k"), content=b"[" + b"1," * 1_000_000 + b"1]", headers=raw)
+    assert too_big.status_code == 413
+    assert store.events() == before
+    assert client.get(state_url(asset_id, "k")).json()["value"] == 1
+
+
+# --- authentication (SQLite is enough: tokens are rows like any other) ---------------------------
+
+
+@sqlite_only
+def test_auth_and_scope_matrix(client: TestClient, store: Store) -> None:
+    asset_id = activate(client, "a")  # no token yet: everything is open
+    tokens = {scope: create_token(store, f"{scope}-bot", scope) for scope in ("read", "write", "admin")}
+    bearer = {scope: {"Authorization": f"Bearer {token}"} for scope, token in tokens.items()}
+    requests: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("read", "GET", "/api/v2/assets", {}),
+        ("read", "GET", "/openapi.json", {}),
+        ("read", "GET", state_url(asset_id), {}),
+        ("read", "GET", "/api/v2/state-events", {}),
+        ("write", "PUT", state_url(asset_id, "k"), {"json": {"value": 1}}),
+        ("write", "PATCH", state_url(asset_id), {"json": {"set": {"j": 2}}}),
+        ("write", "DELETE", state_url(asset_id, "j"), {}),
+        ("write", "POST", f"/api/v2/assets/{asset_id}/state-restore?position=1&dry_run=true", {}),
+        ("write", "PUT", "/execution/store/asset/by-name/value?name=a&key=e", {"json": {"value": 1}}),
+        ("admin", "POST", "/api/v2/assets", {"json": {"name": "b"}}),
+        ("admin", "POST", "/api/v2/state-store/compact?dry_run=true", {}),
+    ]
+    order = ["read", "write", "admin"]
+    for needed, method, url, options in requests:
+        assert client.request(method, url, **options).status_code == 401, url
+        wrong = {"Authorization": "Bearer es_not-a-token"}
+        assert client.request(method, url, headers=wrong, **options).status_code == 401, url
+        for scope in order:
+            status = client.request(method, url, headers=bearer[scope], **options).status_code
+            if order.index(scope) < order.index(needed):
+                assert status == 403, (url, scope)
+            else:
+                assert status < 300, (url, scope, status)
+    assert client.get("/health").status_code == 200  # never needs a token
+
+    history = store.history(Asset("a"), "k")
+    assert history[-1].writer == Writer.api(user="admin-bot")
+    task = {"kind": "task", "dag_id": "d", "run_id": "r", "task_id": "t", "map_index": 3, "try_number": 2}
+    headers = {**bearer["write"], "Eventstore-Writer": json.dumps(task)}
+    assert client.put(state_url(asset_id, "k"), json={"value": 9}, headers=headers).status_code == 204
+    assert store.history(Asset("a"), "k")[-1].writer == Writer.task("d", "r", "t", 3, 2, user="write-bot")
+
+    revoke_token(store, "write-bot")
+    assert client.put(state_url(asset_id, "k"), json={"value": 1}, headers=bearer["write"]).status_code == 401
+    for name in ("read-bot", "admin-bot"):
+        revoke_token(store, name)
+    assert client.get("/api/v2/assets").status_code == 401  # revoking every token never reopens it
+
+
+@sqlite_only
+def test_a_second_replica_agrees_at_once(store: Store, db_url: str) -> None:
+    with TestClient(create_app(db_url)) as one, TestClient(create_app(db_url)) as two:
+        assert one.get("/api/v2/assets").status_code == 200
+        token = create_token(store, "shared", "read")
+        auth = {"Authorization": f"Bearer {token}"}
+        assert one.get("/api/v2/assets").status_code == 401
+        assert two.get("/api/v2/assets", headers=auth).status_code == 200
+        revoke_token(store, "shared")
+        assert one.get("/api/v2/assets", headers=auth).status_code == 401
+        assert two.get("/api/v2/assets", headers=auth).status_code == 401
+
+
+# --- a real server --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@sqlite_only
+def test_serve_subprocess_answers_and_stops_on_sigterm(db_url: str) -> None:
+    port = _free_port()
+    code = f"from eventstore.server import serve; serve({db_url!r}, '127.0.0.1', {port})"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health").json() == {"status": "ok"}:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "the server did not start"
+            time.sleep(0.1)
+        created = httpx.post(f"{base}/api/v2/assets", json={"name": "a"})
+        asset_id = created.json()["id"]
+        assert httpx.put(f"{base}{state_url(asset_id, 'k/1')}", json={"value": [1]}).status_code == 204
+        assert httpx.get(f"{base}{state_url(asset_id, 'k/1')}").json()["value"] == [1]
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "store sqlite" in output and "closed" in output, output
+
+
+@sqlite_only
+def test_serve_refuses_a_public_host_without_tokens(db_url: str) -> None:
+    from eventstore.server.serve import NotLoopbackError, serve
+
+    with pytest.raises(NotLoopbackError, match="no token exists"):
+        serve(db_url, "0.0.0.0", _free_port())
