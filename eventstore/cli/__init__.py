@@ -24,7 +24,16 @@ import sqlalchemy as sa
 from eventstore.cli.app import UserError, cli, hide_password, one_line
 from eventstore.errors import StateStoreError
 
-COMMAND_MODULES: tuple[str, ...] = ("db", "assets", "state", "audit", "maintenance", "demo")
+COMMAND_MODULES: tuple[str, ...] = (
+    "db",
+    "assets",
+    "state",
+    "audit",
+    "maintenance",
+    "tokens",
+    "serve",
+    "demo",
+)
 """The modules of eventstore.cli whose `commands` the root group offers, in help order."""
 
 _registered = False
