@@ -343,7 +343,30 @@ def test_uninstall_removes_the_triggers_and_install_puts_them_back(
         conn.execute(
             sa.text("DELETE FROM asset_state_store WHERE asset_id = :a AND key = 'unseen'"), {"a": orders}
         )
+        # An asset that appears, active and with a value, while eventstore is not installed.
+        conn.execute(
+            sa.text(
+                'INSERT INTO asset (name, uri, "group", extra, created_at, updated_at) '
+                "VALUES ('late', 's3://data/late', 'asset', '{}', :t, :t)"
+            ),
+            {"t": "2024-01-01 00:00:00"},
+        )
+        conn.execute(sa.text("INSERT INTO asset_active (name, uri) VALUES ('late', 's3://data/late')"))
+        late = conn.execute(sa.text("SELECT id FROM asset WHERE name = 'late'")).scalar_one()
+        conn.execute(
+            sa.text(
+                "INSERT INTO asset_state_store (asset_id, key, value, updated_at, last_updated_by_kind) "
+                "VALUES (:a, 'w', '7', '2024-01-01 00:00:00', 'watcher')"
+            ),
+            {"a": late},
+        )
     assert install(airflow_url).startswith("eventstore installed")
+    # The log's starting point: what Airflow's tables held at install.
+    assert [(e.op, e.key, e.value, e.writer_kind) for e in events(db, late)] == [
+        ("activate", None, None, "scheduler"),
+        ("set", "w", "7", "watcher"),
+    ]
+    check_log_matches_airflow(db, late)
     with db.begin() as conn:
         conn.execute(
             sa.text(
