@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "maintenance",
     "tokens",
     "serve",
+    "airflow",
     "demo",
 )
 """The modules of eventstore.cli whose `commands` the root group offers, in help order."""
