@@ -1,11 +1,15 @@
-"""`set` of one key as one statement: the commonest write in one round trip, where the database can.
+"""`set` of one key in one round trip: the commonest write, where the database can.
 
 The log's transaction (eventstore.log) takes seven round trips on a server database: BEGIN, claim, read
 the old value, upsert the view, advance the positions, insert the event, COMMIT. Where the database can
-run data-modifying CTEs (`Backend.single_set`, PostgreSQL), `set` first tries one statement that writes
-exactly the rows the log's transaction would, and declines (writes nothing) whenever it could differ:
-the asset is unknown or inactive, another writer changed it since the statement's snapshot, or an inline
-projection says it cannot take part this time. The caller then runs the log's transaction.
+(`Backend.single_set`), `set` first tries one round trip that writes exactly the rows the log's
+transaction would, and declines (writes nothing) whenever it could differ: the asset is unknown or
+inactive, another writer changed it since the statement's snapshot (PostgreSQL), or an inline projection
+says it cannot take part this time. The caller then runs the log's transaction. Two forms:
+
+- PostgreSQL: one statement of data-modifying CTEs, in autocommit (eventstore.dialects.postgresql);
+- MariaDB/MySQL: the log's own statements, in its order, sent together as one multi-statement packet
+  between BEGIN and COMMIT (eventstore.dialects.mysql).
 
 The inline projections take part through the same hook as every other write (`InlineProjection`): each
 gives a `SetPart` (the rows it writes, given the claimed stream, and a condition it needs), so the
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.pool import PoolProxiedConnection
@@ -24,7 +28,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from eventstore import schema
 from eventstore.dialects.types import JsonText, StateKey
 from eventstore.log import CurrentValue, utcnow
-from eventstore.prepared import Prepared
+from eventstore.prepared import Connectable, Row
 from eventstore.writers import WRITER_FIELDS, Writer, writer_columns
 
 KEY = sa.bindparam("key", type_=StateKey())
@@ -41,7 +45,9 @@ class SetPart:
 
     writes: Callable[[sa.CTE], sa.CTE] | None = None
     """A data-modifying CTE that applies the set, given the claim (a CTE of the claimed stream with
-    columns `id`, `version`, `last_recorded_at`) and the binds KEY, VALUE and WRITER."""
+    columns `id`, `version`, `last_recorded_at`) and the binds KEY, VALUE and WRITER. A database that
+    cannot run data-modifying CTEs (MariaDB) runs the statement inside it (the CTE's `element`) on its
+    own, with the claim as a plain CTE that reads the stream the transaction has just claimed."""
     only_if: sa.ColumnElement[bool] | None = None
     """A condition on the asset's `es_assets` row without which the statement declines."""
     params: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
@@ -57,10 +63,18 @@ class SetParts:
     current_value: CurrentValue
 
 
+class SetStatement(Protocol):
+    """What the backend prepares: one statement (`eventstore.prepared.Prepared`) or several sent in one
+    round trip, taking the binds `SingleSet.try_set` gives; `first` returns a row (the event's position)
+    if the set was recorded, None if it declined and wrote nothing."""
+
+    def first(self, conn: Connectable, params: Mapping[str, Any]) -> Row | None: ...
+
+
 class SingleSet:
     """A prepared single-statement set (built by the backend), run on a connection in autocommit."""
 
-    def __init__(self, statement: Prepared, parts: SetParts) -> None:
+    def __init__(self, statement: SetStatement, parts: SetParts) -> None:
         self._statement = statement
         self._params = [part.params for part in parts.projections]
 

@@ -1,27 +1,68 @@
-"""MariaDB/MySQL: READ COMMITTED, utf8mb4, exact (binary) keys, and positions through LAST_INSERT_ID.
+"""MariaDB/MySQL: READ COMMITTED, utf8mb4, exact (binary) keys, positions through LAST_INSERT_ID, and
+`set` in one round trip.
 
 Global positions come from the `es_log_head` row (eventstore.ordering.HeadRowOrdering). MariaDB has no
 UPDATE ... RETURNING, so the new head comes back through LAST_INSERT_ID(x), which stores x and returns it
 in the statement's OK packet: no second round trip.
+
+The single-statement set (`eventstore.single_set`) is the log's own transaction, statement for
+statement and in its order, sent as one multi-statement packet (one round trip instead of seven):
+
+    BEGIN;
+    SET @eventstore_version = NULL, @eventstore_previous = NULL;
+    UPDATE es_assets SET version = (@eventstore_version := version + 1), last_recorded_at = <no earlier>
+      WHERE identity_hash = :asset AND <active> AND <every projection's condition>;
+    WITH claim AS (SELECT id, version, last_recorded_at FROM es_assets
+                   WHERE identity_hash = :asset AND version = @eventstore_version)
+      SELECT @eventstore_previous := (SELECT value FROM es_state WHERE asset_id = claim.id AND key = :key)
+      FROM claim;
+    <each projection's writes, e.g. INSERT INTO es_state ... WITH claim AS (...) SELECT ... FROM claim
+      ON DUPLICATE KEY UPDATE ...>;
+    UPDATE es_log_head SET position = LAST_INSERT_ID(position + 1)
+      WHERE id = 1 AND @eventstore_version IS NOT NULL;
+    INSERT INTO es_events ... WITH claim AS (...) SELECT LAST_INSERT_ID(), claim.id, claim.version, 'set',
+      :key, :value, @eventstore_previous, claim.last_recorded_at, <writer> FROM claim;
+    COMMIT
+
+Why it is exact: it takes the same locks in the same order as the log's transaction (the asset's row
+first, the head row last, held to COMMIT: the feed stays gap-free), and each statement sees what
+committed before it (READ COMMITTED), so the old value is read after the asset's lock is held, as the
+log's read-back does: no decline is needed for a concurrent writer, who is simply waited for. If the
+claim matches no row (unknown or inactive asset, a projection's condition unmet), the user variable
+stays NULL, every later statement matches nothing, and the transaction commits nothing: the store then
+runs the log's transaction. An error stops the packet where it occurs; the transaction is then rolled
+back (or the connection discarded) before the error is raised, as after a failed statement of the log's.
+
+Only the autocommit engine's connections (`Database.run_direct`, where the packet runs) may send several
+statements at once (`CLIENT.MULTI_STATEMENTS`, set in `configure`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+import functools
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
+from pymysql.constants import CLIENT
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
 from eventstore import schema
-from eventstore.dialects.base import Backend, Processors
+from eventstore.dialects.base import AUTOCOMMIT_OPTION, Backend, Processors
+from eventstore.events import Op
+from eventstore.log import claim_versions
 from eventstore.ordering import HeadRowOrdering, Ordering
-from eventstore.prepared import Connectable, Prepared
+from eventstore.prepared import Connectable, Prepared, Row, driver_error
+from eventstore.single_set import KEY, VALUE, WRITER, SetParts, SingleSet
+from eventstore.writers import WRITER_FIELDS
 
 _head = schema.log_head
+_assets = schema.assets
+_events = schema.events
 
 
 class LastInsertIdOrdering(HeadRowOrdering):
@@ -60,12 +101,22 @@ class MySQLBackend(Backend):
     def make_ordering(self, dialect: Dialect) -> Ordering:
         return LastInsertIdOrdering(dialect)
 
+    def single_set(self, dialect: Dialect, ordering: Ordering, parts: SetParts) -> SingleSet:
+        return SingleSet(_Packet(_single_set_statements(parts), dialect), parts)
+
     def engine_options(self) -> dict[str, Any]:
         # READ COMMITTED: each statement sees what committed before it, as on PostgreSQL, and InnoDB
         # takes no gap locks, so concurrent appends to different assets do not block each other.
         return {"isolation_level": "READ COMMITTED", "connect_args": {"charset": "utf8mb4"}}
 
     def configure(self, engine: Engine) -> None:
+        if engine.get_execution_options().get(AUTOCOMMIT_OPTION):
+
+            @sa.event.listens_for(engine, "do_connect")
+            def _allow_packets(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+                # The single-statement set's packet (module doc). SQLAlchemy's own flags (FOUND_ROWS) stay.
+                params["client_flag"] = params.get("client_flag", 0) | CLIENT.MULTI_STATEMENTS
+
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             # Also for the transactions that `BEGIN` starts on an autocommit connection
@@ -108,6 +159,126 @@ class MySQLBackend(Backend):
             yield
         finally:
             conn.execute(sa.text("SELECT RELEASE_LOCK('eventstore_migrations')"))
+
+
+class _Packet:
+    """Statements sent together in one round trip and run in order (a multi-statement packet): one
+    transaction, from its BEGIN to its COMMIT. Parameters by name, as for `Prepared`."""
+
+    def __init__(self, statements: Sequence[sa.Executable], dialect: Dialect) -> None:
+        self._statements = [Prepared(statement, dialect) for statement in statements]
+        # PyMySQL's placeholders are named (`%(name)s`), and each statement names its own anonymous
+        # binds (`param_1`, ...): in the packet, statement i's are renamed `s<i>_<name>`.
+        self.sql = ";\n".join(
+            _BIND.sub(functools.partial(_renamed, f"s{i}_"), statement.sql)
+            for i, statement in enumerate(self._statements)
+        )
+        self._dialect = dialect
+        self._rollback = Prepared(sa.text("ROLLBACK"), dialect)
+
+    def first(self, conn: Connectable, params: Mapping[str, Any]) -> Row | None:
+        """(the event's position,) if the set was recorded; None if the claim matched no row."""
+        values: dict[str, Any] = {}
+        for i, statement in enumerate(self._statements):
+            bound = statement._parameters(params)
+            assert isinstance(bound, dict), "PyMySQL takes named parameters"
+            values.update((f"s{i}_{name}", value) for name, value in bound.items())
+        pooled = conn.connection if isinstance(conn, Connection) else conn
+        dbapi_connection = pooled.dbapi_connection
+        assert dbapi_connection is not None, "the connection was invalidated"
+        # Each statement's (rows changed, insert id), read from its OK packet.
+        results: list[tuple[int, int]] = []
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(self.sql, values)
+            results.append((cursor.rowcount, cursor.lastrowid))
+            while cursor.nextset():  # every reply is read: nothing is left for the next call
+                results.append((cursor.rowcount, cursor.lastrowid))
+        except self._dialect.loaded_dbapi.Error as error:
+            gone = self._dialect.is_disconnect(error, dbapi_connection, cursor)
+            cursor.close()
+            # The server ran the statements up to the failed one and sent nothing after it; the
+            # transaction may still be open (a lock wait timeout rolls back only its statement).
+            if not gone:
+                try:
+                    self._rollback.run(pooled, {})
+                except DBAPIError:
+                    pooled.invalidate()  # maybe still in the transaction: never kept
+            raise driver_error(self._dialect, error, statement=self.sql, gone=gone) from error
+        finally:
+            cursor.close()
+        # BEGIN, SET, the claim, ..., the head's advance, the event's insert, COMMIT.
+        claimed, events, position = results[2][0], results[-2][0], results[-3][1]
+        if events != 1:
+            assert claimed == 0, "a claimed stream always gets its event"
+            return None
+        return (position,)
+
+
+def _renamed(prefix: str, match: re.Match[str]) -> str:
+    """A placeholder matched by _BIND with `prefix` before its name (an escaped `%` as it was)."""
+    return match[0] if match[1] is None else f"%({prefix}{match[1]})s"
+
+
+def _assign(variable: str, value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """`(@variable := value)`: a MariaDB/MySQL user variable set where the expression is evaluated."""
+    return sa.literal_column(variable).op(":=")(value).self_group()
+
+
+_BIND = re.compile(r"%%|%\((\w+)\)s")
+"""A placeholder of PyMySQL's named style (its name in group 1), or an escaped `%`."""
+
+_VERSION, _PREVIOUS = "@eventstore_version", "@eventstore_previous"
+
+
+def _single_set_statements(parts: SetParts) -> list[sa.Executable]:
+    """The statements of the single-statement set's packet (module doc)."""
+    conditions = [part.only_if for part in parts.projections if part.only_if is not None]
+    claim_stream = claim_versions.values(
+        version=_assign(_VERSION, _assets.c.version + sa.bindparam("n"))
+    ).where(_assets.c.identity_hash == sa.bindparam("asset_identity"), schema.is_active, *conditions)
+    claim = (
+        sa.select(_assets.c.id, _assets.c.version, _assets.c.last_recorded_at)
+        .where(
+            _assets.c.identity_hash == sa.bindparam("asset_identity"),
+            _assets.c.version == sa.literal_column(_VERSION),
+        )
+        .cte("claim")
+    )
+    read_previous = sa.select(_assign(_PREVIOUS, parts.current_value(claim.c.id))).select_from(claim)
+    # MariaDB cannot run a data-modifying CTE: each projection's runs as a statement of its own.
+    writes = [part.writes(claim).element for part in parts.projections if part.writes is not None]
+    assert all(isinstance(write, sa.Executable) for write in writes), "data-modifying CTEs"
+    advance_head = (
+        _head.update()
+        .where(_head.c.id == 1, sa.literal_column(_VERSION).is_not(None))
+        .values(position=sa.func.last_insert_id(_head.c.position + 1))
+    )
+    event_row = sa.select(
+        sa.func.last_insert_id(),
+        claim.c.id,
+        claim.c.version,
+        sa.literal(Op.SET.value),
+        KEY,
+        VALUE,
+        sa.literal_column(_PREVIOUS),
+        claim.c.last_recorded_at,
+        *WRITER,
+    ).select_from(claim)
+    columns = ["position", "asset_id", "version", "op", "key", "value", "previous", "recorded_at"]
+    insert_event = _events.insert().from_select(
+        [*columns, *(f"writer_{field}" for field in WRITER_FIELDS)], event_row
+    )
+    return [
+        sa.text("BEGIN"),
+        sa.text(f"SET {_VERSION} = NULL, {_PREVIOUS} = NULL"),
+        claim_stream,
+        read_previous,
+        *cast(list[sa.Executable], writes),
+        advance_head,
+        insert_event,
+        sa.text("COMMIT"),
+    ]
 
 
 def _encode_utf8(value: str | None) -> bytes | None:
