@@ -1,7 +1,8 @@
 """The append-only log: the code that writes events, stream versions and global positions.
 
 (One other place writes them, with the same locks in the same order: `eventstore.single_set`, the
-single-statement `set` of PostgreSQL, which declines whenever it could differ from this path.)
+single-round-trip `set` of PostgreSQL and MariaDB, which declines whenever it could differ from this
+path.)
 
 An append runs inside the caller's transaction, on either kind of connection (`eventstore.prepared`),
 in this order:
