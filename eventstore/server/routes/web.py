@@ -3,6 +3,9 @@
 The page itself (`/`, `/static/...`) needs no token: it holds no data, and every data call it makes
 goes through the API with the token the user gives it. The reads, like every GET, need `read`:
 
+- `GET /api/v2/session` (no token needed): whether the server needs a token, and the name and scope of
+  the one sent (null if none or unknown): the page asks for a token, or says that restoring needs `write`,
+  before a request is refused (a refused request is an error in the browser's console).
 - `GET /api/v2/asset-overview?name=&active=&id=&limit=&offset=`: assets with `key_count` and
   `last_change_at`; `name` matches names and uris case-insensitively anywhere; `last_position` is the
   log's highest position (where the live feed starts).
@@ -24,7 +27,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 
 from eventstore import overview
-from eventstore.server.auth import Reader
+from eventstore.server.auth import Reader, TokenGate
 from eventstore.server.body import checked_key
 from eventstore.server.deps import (
     MAX_INT,
@@ -39,6 +42,7 @@ from eventstore.server.deps import (
 )
 from eventstore.server.models import ChangeResponse, WriterResponse
 from eventstore.server.responses import JSONBody
+from eventstore.tokens import authenticate
 
 STATIC = files("eventstore.server") / "static"
 
@@ -79,6 +83,31 @@ def static(name: str) -> Response:
 
 
 # --- the page's reads ---------------------------------------------------------------------------------
+
+
+class SessionResponse(BaseModel):
+    tokens_required: bool
+    name: str | None
+    scope: str | None
+
+
+@router.get("/api/v2/session", response_model=SessionResponse, tags=["Server"])
+def session(request: Request) -> JSONBody:
+    """Whether requests need a token, and the name and scope of the bearer token sent (null when none
+    was sent, or it is unknown or revoked). Needs no token; tells a caller nothing about other tokens."""
+    gate: TokenGate = request.app.state.token_gate
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    info = None
+    if scheme.lower() == "bearer" and credentials.strip():
+        info = authenticate(gate.store, credentials.strip())
+    return JSONBody(
+        {
+            "tokens_required": gate.closed(),
+            "name": None if info is None else info.name,
+            "scope": None if info is None else str(info.scope),
+        }
+    )
 
 
 class AssetSummaryResponse(BaseModel):

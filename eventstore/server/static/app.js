@@ -93,19 +93,65 @@ class ApiError extends Error {
 }
 
 let tokenPrompt = null;
+let session = null; // GET api/v2/session: {tokens_required, name, scope} for the token in use
+let ensuring = null;
 
 function token() {
   return sessionStorage.getItem(TOKEN);
 }
 
-function showAuth() {
-  const have = token() !== null;
-  $("auth-status").textContent = have ? "Using a token" : "No token given";
-  $("auth-change").textContent = have ? "Use another token…" : "Enter a token…";
-  $("auth-forget").hidden = !have;
+function authHeaders() {
+  const headers = { Accept: "application/json" };
+  const t = token();
+  if (t) headers.Authorization = `Bearer ${t}`;
+  return headers;
 }
 
-// Ask for a token (one dialog however many requests were refused); resolves true if one was given.
+function showAuth() {
+  const named = session && session.name;
+  $("auth-status").textContent = named
+    ? `Token: ${session.name} (${session.scope})`
+    : session && !session.tokens_required
+      ? "Open server (no tokens)"
+      : "No token given";
+  $("auth-change").textContent = token() ? "Use another token…" : "Enter a token…";
+  $("auth-forget").hidden = token() === null;
+}
+
+async function loadSession() {
+  const response = await fetch("api/v2/session", { headers: authHeaders(), cache: "no-store" });
+  if (!response.ok) throw new ApiError(response.status, `The server answered HTTP ${response.status}.`);
+  session = await response.json();
+  showAuth();
+  return session;
+}
+
+// Before any data call: if the server needs a token and has none it accepts, ask for one (a single
+// dialog however many calls wait). Asking first, rather than on a 401, keeps the console free of errors.
+function ensureToken() {
+  if (session && (!session.tokens_required || session.name)) return Promise.resolve();
+  if (!ensuring) {
+    ensuring = (async () => {
+      if (!session) await loadSession();
+      while (session.tokens_required && !session.name) {
+        const reason = token()
+          ? "The server did not accept the token (unknown or revoked). Enter another one."
+          : "This server needs a token to show its data.";
+        if (!(await askToken(reason))) throw new ApiError(401, "No token was given, so the data cannot be shown.");
+        await loadSession();
+      }
+    })().finally(() => {
+      ensuring = null;
+    });
+  }
+  return ensuring;
+}
+
+function canWrite() {
+  return !session || !session.tokens_required || session.scope === "write" || session.scope === "admin";
+}
+
+// Ask for a token; resolves true if one was given (and keeps it in sessionStorage).
 function askToken(reason) {
   if (tokenPrompt) return tokenPrompt;
   tokenPrompt = new Promise((resolve) => {
@@ -123,6 +169,7 @@ function askToken(reason) {
       const value = input.value.trim();
       if (dialog.returnValue === "ok" && value) {
         sessionStorage.setItem(TOKEN, value);
+        session = null;
         showAuth();
         done(true);
       } else done(false);
@@ -141,16 +188,11 @@ function askToken(reason) {
 }
 
 async function api(path, { method = "GET", asked = false } = {}) {
-  const headers = { Accept: "application/json" };
-  const t = token();
-  if (t) headers.Authorization = `Bearer ${t}`;
-  const response = await fetch(path, { method, headers, cache: "no-store" });
+  await ensureToken();
+  const response = await fetch(path, { method, headers: authHeaders(), cache: "no-store" });
   if (response.status === 401 && !asked) {
-    const reason = t
-      ? "The server did not accept the token (unknown or revoked). Enter another one."
-      : "This server needs a token to show its data.";
-    if (await askToken(reason)) return api(path, { method, asked: true });
-    throw new ApiError(401, "No token was given, so the data cannot be shown.");
+    session = null; // revoked meanwhile: check again, and ask
+    return api(path, { method, asked: true });
   }
   const body = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
@@ -327,8 +369,15 @@ async function assetsView(main, params, mine) {
 // --- one asset -------------------------------------------------------------------------------------
 
 function isoFromPicker(value) {
-  // The picker shows UTC (as every time on this page): its value is read as UTC.
-  return value ? new Date(`${value}Z`).toISOString() : null;
+  // The picker shows UTC (as every time on this page): its value is read as UTC, to the end of the
+  // unit it shows (as-of is inclusive, and events carry microseconds), e.g. 10:00:05.123 → .123999.
+  if (!value) return null;
+  const [date, time = "00:00"] = value.split("T");
+  const [hh, mm, ss = "59"] = time.split(":");
+  const [whole, frac] = ss.includes(".") ? ss.split(".") : [ss, ""];
+  const micro = frac.length >= 3 ? (frac + "999").slice(0, 6) : (frac.padEnd(3, "0") + "999").slice(0, 6);
+  const iso = `${date}T${hh}:${mm}:${whole.padStart(2, "0")}.${micro}Z`;
+  return Number.isNaN(Date.parse(iso)) ? null : iso;
 }
 
 function pickerFromIso(iso) {
@@ -690,20 +739,28 @@ function chart(timeline, width, cursorPosition, pick) {
   return h("figure", { class: "chart" }, svg, h("figcaption", {}, caption));
 }
 
+function needWrite(detail) {
+  showAlert(
+    `${detail} Restoring needs a token with the write scope.`,
+    "error",
+    h("button", { type: "button", onclick: () => changeToken() }, "Use another token…"),
+  );
+}
+
 async function restore(asset, asOf, label) {
   clearAlert();
+  if (!canWrite()) {
+    needWrite(`The token in use (${session.name}) has the ${session.scope} scope, which may only look.`);
+    $("alert").querySelector("button").focus();
+    return;
+  }
   const path = `api/v2/assets/${asset.id}/state-restore`;
   let plan;
   try {
     plan = await api(`${path}${query({ ...asOf, dry_run: "true" })}`, { method: "POST" });
   } catch (error) {
-    if (error.status === 403) {
-      showAlert(
-        `${error.message} Restoring needs a token with the write scope.`,
-        "error",
-        h("button", { type: "button", onclick: () => changeToken() }, "Use another token…"),
-      );
-    } else showAlert(error.message);
+    if (error.status === 403) needWrite(error.message);
+    else showAlert(error.message);
     return;
   }
   const dialog = $("confirm-dialog");
@@ -739,7 +796,8 @@ async function restore(asset, asOf, label) {
     go(`/asset/${asset.id}`, {}, { replace: true });
     showAlert(`Restored ${asset.name} to its state as of ${label}: ${n} change${n === 1 ? "" : "s"} recorded.`, "info");
   } catch (error) {
-    showAlert(error.status === 403 ? `${error.message} Restoring needs a token with the write scope.` : error.message);
+    if (error.status === 403) needWrite(error.message);
+    else showAlert(error.message);
   }
 }
 
@@ -833,6 +891,7 @@ function start() {
   $("auth-change").addEventListener("click", changeToken);
   $("auth-forget").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN);
+    session = null;
     showAuth();
     announce("The token is forgotten.");
     route();
