@@ -148,15 +148,29 @@ def _asset_id_and_floor(conn: Connection, asset_id: int) -> int:
     return 0 if mark is None else mark.position
 
 
-def _key_where(asset_id: int, key: str, floor: int, before: int | None = None) -> list[Any]:
-    """The key's own events and the asset's clears (a clear removes every key), through the
-    (asset_id, key, position) index."""
-    own = _events.c.key == key
-    clears = sa.and_(_events.c.key.is_(None), _events.c.op == "clear")
-    where = [_events.c.asset_id == asset_id, sa.or_(own, clears), _events.c.position > floor]
+def _key_rows(
+    conn: Connection,
+    columns: list[Any],
+    asset_id: int,
+    key: str,
+    floor: int,
+    *,
+    before: int | None = None,
+    limit: int | None = None,
+) -> list[sa.Row[Any]]:
+    """The key's own events and the asset's clears (a clear removes every key), in position order
+    (newest first with `limit`): two reads of the (asset_id, key, position) index, merged. One query
+    with OR would make SQLite scan the whole stream."""
+    base = [_events.c.asset_id == asset_id, _events.c.position > floor]
     if before is not None:
-        where.append(_events.c.position < before)
-    return where
+        base.append(_events.c.position < before)
+    own = sa.select(*columns).where(*base, _events.c.key == key)
+    clears = sa.select(*columns).where(*base, _events.c.key.is_(None), _events.c.op == "clear")
+    order = _events.c.position.desc() if limit is not None else _events.c.position
+    rows = [*conn.execute(own.order_by(order).limit(limit)).all()]
+    rows += conn.execute(clears.order_by(order).limit(limit)).all()
+    rows.sort(key=lambda r: r.position, reverse=limit is not None)
+    return rows if limit is None else rows[:limit]
 
 
 def _plotted(text: str | None) -> tuple[str, float | None]:
@@ -184,8 +198,7 @@ def key_timeline(store: Store, asset_id: int, key: str, buckets: int = 600) -> T
 
     def read(conn: Connection) -> list[tuple[Any, ...]]:
         floor = _asset_id_and_floor(conn, asset_id)
-        query = sa.select(*_TIMELINE_COLUMNS).where(*_key_where(asset_id, key, floor))
-        return [tuple(r) for r in conn.execute(query.order_by(_events.c.position)).all()]
+        return [tuple(r) for r in _key_rows(conn, _TIMELINE_COLUMNS, asset_id, key, floor)]
 
     rows = store._db.run(read)
     # (position, epoch seconds, op, JSON text, plotted y); a clear counts only where it removed the key.
@@ -276,13 +289,7 @@ def key_changes(
         cursor = before
         # Clears that removed nothing (the key was absent) are skipped, so read a little more than asked.
         while len(found) < limit:
-            query = (
-                sa.select(_events)
-                .where(*_key_where(asset_id, key, floor, cursor))
-                .order_by(_events.c.position.desc())
-                .limit(limit + 1)
-            )
-            rows = conn.execute(query).all()
+            rows = _key_rows(conn, [_events], asset_id, key, floor, before=cursor, limit=limit + 1)
             if not rows:
                 break
             for row in rows:

@@ -145,6 +145,28 @@ def test_the_page_needs_no_token_but_its_data_does(store: Store) -> None:
         assert client.get("/api/v2/asset-overview", headers=bearer).status_code == 200
 
 
+def test_the_benchmarks_loader_writes_a_consistent_store(tmp_path: Path) -> None:
+    from benchmarks.web import BIG, HOT_KEY, load_web
+    from eventstore import open_store
+
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    open_store(url).close()
+    loaded = load_web(url, events=500, key_changes=20)
+    with open_store(url) as store:
+        assert len(store.history(BIG, HOT_KEY)) == loaded.hot_key_changes == 20
+        assert len(store.history(BIG)) == 500 and store.verify_projections() == []
+        timeline = client_timeline(store, loaded.asset_id, HOT_KEY)
+        assert timeline["kind"] == "number" and timeline["total_entries"] == 20
+
+
+def client_timeline(store: Store, asset_id: int, key: str) -> dict[str, Any]:
+    with TestClient(create_app(store)) as client:
+        answer: dict[str, Any] = client.get(
+            f"/api/v2/assets/{asset_id}/state-timeline", params={"key": key}
+        ).json()
+        return answer
+
+
 # --- the page in headless Chromium --------------------------------------------------------------------
 
 needs_chromium = pytest.mark.skipif(

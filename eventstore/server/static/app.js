@@ -256,7 +256,10 @@ async function route() {
     main.replaceChildren(h("h1", {}, "Could not load this page"), h("p", {}, error.message));
     showAlert(error.message, "error", retryButton());
   }
-  if (mine === generation) document.body.dataset.ready = "1";
+  if (mine === generation) {
+    document.body.dataset.readyMs = String(Math.round(performance.now()));
+    document.body.dataset.ready = "1";
+  }
 }
 
 function retryButton() {
@@ -535,7 +538,7 @@ async function assetView(main, assetId, params, mine) {
 
 async function keyHistory(section, asset, key, cursorPosition, here, mine) {
   const chartWidth = Math.max(320, Math.min(1160, section.clientWidth || 900));
-  const buckets = Math.max(50, Math.floor(chartWidth / 2));
+  const buckets = Math.max(50, Math.floor(chartWidth / 3)); // a point every 3 px at most
   const [timeline, changes] = await Promise.all([
     api(`api/v2/assets/${asset.id}/state-timeline${query({ key, buckets })}`),
     api(`api/v2/assets/${asset.id}/key-changes${query({ key, limit: 50 })}`),
