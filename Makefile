@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint databases bench clean airflow-venv test-airflow
+.PHONY: demo test lint databases chromium bench bench-web clean airflow-venv test-airflow
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,18 @@ demo: $(INSTALLED)
 databases:
 	bash scripts/ensure-databases
 
+# Debian's chromium and chromium-driver for the browser tests (tests/test_web.py); under CI=true a
+# failed install fails the target.
+chromium:
+	bash scripts/ensure-chromium
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check eventstore projections tests benchmarks
 	$(BIN)/ruff format --check eventstore projections tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(INSTALLED) databases lint
+test: $(INSTALLED) databases chromium lint
 	$(BIN)/pytest
 	$(MAKE) test-airflow
 
@@ -50,6 +55,11 @@ test-airflow: databases
 bench: $(INSTALLED) databases
 	$(BIN)/python -m pip install --quiet 'eventsourcing[postgres]==9.5.*'
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+	$(MAKE) bench-web
+
+# The web page with big histories (benchmarks/web.py): render times in headless Chromium, each under 1 s.
+bench-web: $(INSTALLED) chromium
+	$(BIN)/python -m benchmarks.web $(BENCH_WEB_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

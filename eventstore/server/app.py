@@ -21,7 +21,7 @@ from eventstore.server import errors
 from eventstore.server.auth import Reader, TokenGate
 from eventstore.server.models import HealthResponse, UnavailableResponse
 from eventstore.server.responses import JSONBody
-from eventstore.server.routes import assets, audit, execution, state
+from eventstore.server.routes import assets, audit, execution, state, web
 from eventstore.store import Store, open_store
 
 logger = logging.getLogger("eventstore.server")
@@ -57,7 +57,7 @@ def create_app(store_or_url: Store | str) -> FastAPI:
     app.state.store = store
     app.state.token_gate = TokenGate(store)
     errors.install(app)
-    for module in (assets, state, audit, execution):
+    for module in (assets, state, audit, execution, web):
         app.include_router(module.router)
 
     @app.get("/health", response_model=HealthResponse, tags=["Server"])
