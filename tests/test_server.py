@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from eventstore import Asset, Store, Writer
 from eventstore.server import create_app
+from eventstore.server.models import UnprocessableResponse
 from eventstore.tokens import create_token, revoke_token
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -367,3 +368,30 @@ def test_serve_refuses_a_public_host_without_tokens(db_url: str) -> None:
 
     with pytest.raises(NotLoopbackError, match="no token exists"):
         serve(db_url, "0.0.0.0", _free_port())
+
+
+def test_openapi_documents_every_status_a_route_answers(client: TestClient) -> None:
+    """Found by the fuzz run (tests/test_server_fuzz.py): 404/409/410/412/413 were missing from the
+    schema, and 422 was documented as the framework's list while eventstore's own 422s carry a string."""
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    documented = {
+        ("/api/v2/assets/{asset_id}/state-store/{key}", "put"): {"404", "409", "412", "413", "422"},
+        ("/api/v2/assets/{asset_id}/state-store", "patch"): {"404", "409", "412", "413", "422"},
+        ("/api/v2/assets/{asset_id}/state-store", "get"): {"404", "422"},
+        ("/api/v2/assets/{asset_id}/state-as-of", "get"): {"404", "410", "422"},
+        ("/api/v2/assets/{asset_id}/state-restore", "post"): {"404", "409", "410", "422"},
+        ("/api/v2/assets", "post"): {"409", "413", "422"},
+        ("/execution/store/asset/by-name/value", "put"): {"404", "413", "422"},
+    }
+    for (path, method), statuses in documented.items():
+        assert statuses <= set(paths[path][method]["responses"]), (path, method)
+    asset_id = activate(client, "a")
+    own = client.put(state_url(asset_id, "k"), json={"value": None})
+    framework = client.get(state_url(asset_id), params={"limit": "x"})
+    assert own.status_code == framework.status_code == 422
+    assert isinstance(own.json()["detail"], str) and isinstance(framework.json()["detail"], list)
+    for answer in (own, framework):
+        UnprocessableResponse.model_validate(answer.json())
+    ref = paths["/api/v2/assets/{asset_id}/state-store/{key}"]["put"]["responses"]["422"]
+    assert ref["content"]["application/json"]["schema"]["$ref"].endswith("/UnprocessableResponse")

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from eventstore.errors import StoreUnavailableError
 from eventstore.server import errors
 from eventstore.server.auth import Reader, TokenGate
-from eventstore.server.models import HealthResponse, UnavailableResponse
+from eventstore.server.models import HealthResponse, UnavailableResponse, UnprocessableResponse
 from eventstore.server.responses import JSONBody
 from eventstore.server.routes import assets, audit, execution, state
 from eventstore.store import Store, open_store
@@ -51,6 +51,7 @@ def create_app(store_or_url: Store | str) -> FastAPI:
         responses={
             401: {"description": "Missing, unknown or revoked token"},
             403: {"description": "The token's scope is too low"},
+            422: {"model": UnprocessableResponse, "description": "The request's content cannot be used"},
             503: {"model": UnavailableResponse, "description": "The database cannot be used"},
         },
     )

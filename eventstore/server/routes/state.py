@@ -17,7 +17,7 @@ from eventstore.errors import AssetNotActiveError, AssetNotFoundError
 from eventstore.server.auth import Reader, TaskWriter
 from eventstore.server.body import body_cap, checked_key, encoded, parsed, request_body_schema
 from eventstore.server.deps import AssetId, Limit, Offset, clamp, entry_json, store_of
-from eventstore.server.errors import InactiveAssetError, UnprocessableError
+from eventstore.server.errors import InactiveAssetError, UnprocessableError, documented
 from eventstore.server.models import PatchBody, StateCollection, StateEntryResponse, ValueBody
 from eventstore.server.responses import JSONBody
 from eventstore.store import Store
@@ -44,7 +44,7 @@ def _not_writable(name: str) -> InactiveAssetError:
     )
 
 
-@router.get("", response_model=StateCollection)
+@router.get("", response_model=StateCollection, responses=documented(404))
 def list_state(
     request: Request, asset_id: AssetId, caller: Reader, limit: Limit | None = None, offset: Offset = 0
 ) -> JSONBody:
@@ -54,7 +54,7 @@ def list_state(
     return JSONBody({"asset_state_store": items, "total_entries": page.total})
 
 
-@router.get("/{key:path}", response_model=StateEntryResponse, responses={404: {}})
+@router.get("/{key:path}", response_model=StateEntryResponse, responses=documented(404))
 def get_state(request: Request, asset_id: AssetId, key: str, caller: Reader) -> JSONBody:
     """One key, with `ETag: "<asset version>"` for a conditional write."""
     checked_key(key)
@@ -99,7 +99,11 @@ def _write(
 
 
 @router.put(
-    "/{key:path}", status_code=204, response_class=Response, openapi_extra=request_body_schema(ValueBody)
+    "/{key:path}",
+    status_code=204,
+    response_class=Response,
+    responses=documented(404, 409, 412, 413),
+    openapi_extra=request_body_schema(ValueBody),
 )
 async def set_state(
     request: Request, asset_id: AssetId, key: str, writer: TaskWriter, if_match: IfMatch = None
@@ -115,7 +119,7 @@ async def set_state(
     )
 
 
-@router.delete("/{key:path}", status_code=204, response_class=Response)
+@router.delete("/{key:path}", status_code=204, response_class=Response, responses=documented(404, 412))
 def delete_state(
     request: Request, asset_id: AssetId, key: str, writer: TaskWriter, if_match: IfMatch = None
 ) -> Response:
@@ -125,7 +129,7 @@ def delete_state(
     return _write(store_of(request), asset_id, writer, sets={}, deletes=[key], clear=False, version=version)
 
 
-@router.delete("", status_code=204, response_class=Response)
+@router.delete("", status_code=204, response_class=Response, responses=documented(404, 412))
 def clear_state(
     request: Request, asset_id: AssetId, writer: TaskWriter, if_match: IfMatch = None
 ) -> Response:
@@ -134,7 +138,13 @@ def clear_state(
     return _write(store_of(request), asset_id, writer, sets={}, deletes=[], clear=True, version=version)
 
 
-@router.patch("", status_code=204, response_class=Response, openapi_extra=request_body_schema(PatchBody))
+@router.patch(
+    "",
+    status_code=204,
+    response_class=Response,
+    responses=documented(404, 409, 412, 413),
+    openapi_extra=request_body_schema(PatchBody),
+)
 async def patch_state(
     request: Request, asset_id: AssetId, writer: TaskWriter, if_match: IfMatch = None
 ) -> Response:
