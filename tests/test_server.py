@@ -6,17 +6,21 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from eventstore import Asset, Store, Writer
+from eventstore import Asset, Store, Writer, open_store
 from eventstore.server import create_app
 from eventstore.server.models import UnprocessableResponse
 from eventstore.tokens import create_token, revoke_token
@@ -320,6 +324,64 @@ def test_a_second_replica_agrees_at_once(store: Store, db_url: str) -> None:
         assert two.get("/api/v2/assets", headers=auth).status_code == 401
 
 
+# --- outages ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres_outage(url: str) -> Iterator[None]:
+    """A real outage of one PostgreSQL database, as its clients see it: the server refuses new
+    connections to it and ends every session on it; afterwards it accepts them again. The server
+    itself, and every other database on it, keeps running."""
+    name = sa.make_url(url).database
+    admin = sa.create_engine(sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": name},
+            )
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_an_outage_answers_503_and_the_server_recovers_by_itself(db_url: str) -> None:
+    with TestClient(create_app(db_url)) as client:
+        asset_id = activate(client, "a")
+        assert client.put(state_url(asset_id, "k"), json={"value": 1}).status_code == 204
+        with postgres_outage(db_url):
+            health = client.get("/health")
+            assert health.status_code == 503
+            assert (
+                health.json()["status"] == "unavailable"
+                and "Cannot use the database" in health.json()["detail"]
+            )
+            for method, url, options in [
+                ("GET", state_url(asset_id, "k"), {}),
+                ("GET", "/api/v2/assets", {}),
+                ("PUT", state_url(asset_id, "k"), {"json": {"value": 2}}),
+                ("PATCH", state_url(asset_id), {"json": {"set": {"j": 2}}}),
+                ("POST", "/api/v2/assets", {"json": {"name": "b"}}),
+                ("GET", "/execution/store/asset/by-name/value?name=a&key=k", {}),
+                ("GET", "/api/v2/assets", {"headers": {"Authorization": "Bearer es_unknown"}}),
+            ]:
+                response = client.request(method, url, **options)
+                assert response.status_code == 503, (method, url, response.text)
+                body = response.json()
+                assert body["outcome"] == "not_applied" and set(body) == {"detail", "outcome"}
+                assert "Cannot use the database" in body["detail"], body
+        # The database is back: the same app answers again, without a restart.
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get(state_url(asset_id, "k")).json()["value"] == 1  # nothing was applied
+        assert [a["name"] for a in client.get("/api/v2/assets").json()["assets"]] == ["a"]
+        assert client.put(state_url(asset_id, "k"), json={"value": 3}).status_code == 204
+        assert client.get(state_url(asset_id, "k")).json()["value"] == 3
+
+
 # --- a real server --------------------------------------------------------------------------------
 
 
@@ -331,12 +393,13 @@ def _free_port() -> int:
 
 
 @sqlite_only
-def test_serve_subprocess_answers_and_stops_on_sigterm(db_url: str) -> None:
+def test_serve_subprocess_answers_and_finishes_requests_in_flight_on_sigterm(db_url: str) -> None:
     port = _free_port()
     code = f"from eventstore.server import serve; serve({db_url!r}, '127.0.0.1', {port})"
     process = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    locker = sqlite3.connect(sa.make_url(db_url).database or "", isolation_level=None)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -352,14 +415,30 @@ def test_serve_subprocess_answers_and_stops_on_sigterm(db_url: str) -> None:
         asset_id = created.json()["id"]
         assert httpx.put(f"{base}{state_url(asset_id, 'k/1')}", json={"value": [1]}).status_code == 204
         assert httpx.get(f"{base}{state_url(asset_id, 'k/1')}").json()["value"] == [1]
-        process.send_signal(signal.SIGTERM)
+
+        # A slow request in flight: a PUT waiting for SQLite's write lock, which this test holds.
+        locker.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(
+                httpx.put, f"{base}{state_url(asset_id, 'k/2')}", json={"value": 2}, timeout=30
+            )
+            time.sleep(0.5)
+            assert not slow.done()
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert process.poll() is None and not slow.done()  # still waiting for the request
+            locker.execute("ROLLBACK")
+            assert slow.result().status_code == 204
         output, _ = process.communicate(timeout=30)
     finally:
+        locker.close()
         if process.poll() is None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, output
     assert "store sqlite" in output and "closed" in output, output
+    with open_store(db_url) as store:
+        assert store.asset(Asset("a")).get("k/2") == 2
 
 
 @sqlite_only
