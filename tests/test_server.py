@@ -392,25 +392,38 @@ def _free_port() -> int:
         return port
 
 
-@sqlite_only
-def test_serve_subprocess_answers_and_finishes_requests_in_flight_on_sigterm(db_url: str) -> None:
+def _start_serve(db_url: str) -> tuple[subprocess.Popen[str], str]:
+    """`eventstore.server.serve` in a subprocess on a free loopback port, once `/health` answers."""
     port = _free_port()
     code = f"from eventstore.server import serve; serve({db_url!r}, '127.0.0.1', {port})"
     process = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/health").json() == {"status": "ok"}:
+                return process, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise AssertionError(f"the server did not start: {process.communicate()[0]}")
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+@sqlite_only
+def test_serve_subprocess_answers_and_finishes_requests_in_flight_on_sigterm(db_url: str) -> None:
+    process, base = _start_serve(db_url)
     locker = sqlite3.connect(sa.make_url(db_url).database or "", isolation_level=None)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health").json() == {"status": "ok"}:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "the server did not start"
-            time.sleep(0.1)
         created = httpx.post(f"{base}/api/v2/assets", json={"name": "a"})
         asset_id = created.json()["id"]
         assert httpx.put(f"{base}{state_url(asset_id, 'k/1')}", json={"value": [1]}).status_code == 204
@@ -432,13 +445,50 @@ def test_serve_subprocess_answers_and_finishes_requests_in_flight_on_sigterm(db_
         output, _ = process.communicate(timeout=30)
     finally:
         locker.close()
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        _stop(process)
     assert process.returncode == 0, output
     assert "store sqlite" in output and "closed" in output, output
     with open_store(db_url) as store:
         assert store.asset(Asset("a")).get("k/2") == 2
+
+
+@sqlite_only
+def test_a_slow_database_call_never_blocks_the_event_loop(db_url: str) -> None:
+    """Eight PUTs wait for SQLite's write lock (held by this test) in the server's threadpool; meanwhile
+    `/health` and a GET of another asset answer promptly, over real HTTP. Were a route to call the
+    store on the event loop's thread, they would wait for the lock too and time out."""
+    with open_store(db_url) as store:
+        for name in ("busy", "other"):
+            store.activate(Asset(name))
+            store.asset(Asset(name)).set("k", name)
+        ids = {a.name: a.id for a in store.assets()}
+    process, base = _start_serve(db_url)
+    locker = sqlite3.connect(sa.make_url(db_url).database or "", isolation_level=None)
+    try:
+        with httpx.Client(base_url=base, timeout=5) as probe, ThreadPoolExecutor(8) as pool:
+            locker.execute("BEGIN IMMEDIATE")
+            writes = [
+                pool.submit(
+                    httpx.put, f"{base}{state_url(ids['busy'], f'w{i}')}", json={"value": i}, timeout=30
+                )
+                for i in range(8)
+            ]
+            time.sleep(0.3)  # let them reach the lock
+            latencies = []
+            for _ in range(20):
+                started = time.perf_counter()
+                assert probe.get("/health").status_code == 200
+                assert probe.get(state_url(ids["other"], "k")).json()["value"] == "other"
+                latencies.append(time.perf_counter() - started)
+            assert not any(w.done() for w in writes), "the writes did not wait: the test proves nothing"
+            locker.execute("ROLLBACK")
+            assert [w.result().status_code for w in writes] == [204] * 8
+        assert max(latencies) < 1.0, latencies  # typically ~2 ms for both requests (docs/rest.md)
+    finally:
+        locker.close()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+        _stop(process)
 
 
 @sqlite_only
