@@ -22,11 +22,11 @@ from eventstore.database import Database
 from eventstore.errors import AssetNotActiveError, AssetNotFoundError, VersionConflictError
 from eventstore.events import Change, Event, NewEvent, Op, PendingEvent, clear_events, set_events
 from eventstore.log import EventLog, InlineProjection, NothingToRecord
-from eventstore.prepared import Connectable
+from eventstore.prepared import Connectable, Prepared
 from eventstore.protocol import Decide, VersionedState
 from eventstore.single_set import SetParts
 from eventstore.tasks import Task
-from eventstore.writers import Writer, writer_from_row
+from eventstore.writers import WRITER_FIELDS, Writer, writer_from_row
 from projections import history as history_reader
 from projections import rebuild, replay
 from projections.current_state import CurrentStateView
@@ -41,6 +41,22 @@ T = TypeVar("T")
 _assets = schema.assets
 _state = schema.state
 _is_active = schema.is_active
+
+# `Store.entry`: an asset's version and one key's view row, whether the key exists or not.
+_ENTRY = (
+    sa.select(
+        _assets.c.version,
+        _state.c.value,
+        _state.c.updated_at,
+        *(_state.c[f"updated_by_{field}"] for field in WRITER_FIELDS),
+    )
+    .select_from(
+        _assets.outerjoin(
+            _state, sa.and_(_state.c.asset_id == _assets.c.id, _state.c.key == sa.bindparam("key"))
+        )
+    )
+    .where(_assets.c.id == sa.bindparam("asset_id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +121,7 @@ class Store:
             projections=projections,
             current_value=self._view.current_value if backend.claim_reads_current else None,
         )
+        self._entry = Prepared(_ENTRY, dialect)
         # Where the database can: `set` in one statement, every projection taking part (single_set).
         parts = SetParts([p.single_set_part() for p in projections], self._view.current_value)
         self._single_set = backend.single_set(dialect, database.ordering, parts)
@@ -337,6 +354,18 @@ class Store:
             return StateEntries(found, total, version)
 
         return self._db.run(read)
+
+    def entry(self, asset_id: int, key: str) -> tuple[StateEntry | None, int]:
+        """One key of the asset with this id, active or not (the REST admin read of a key), and the
+        asset's version, in one prepared statement: (None, version) if the key is absent.
+        AssetNotFoundError for an unknown id."""
+        row = self._db.run_direct(lambda conn: self._entry.first(conn, {"asset_id": asset_id, "key": key}))
+        if row is None:
+            raise AssetNotFoundError(f"Asset with id {asset_id} not found")
+        version, value, updated_at, *writer = row
+        if value is None:
+            return None, version
+        return StateEntry(key, value, updated_at, Writer(*writer)), version
 
     def set_value(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
         """One `set` event: in one statement where the database can, else in the log's transaction."""

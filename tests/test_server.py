@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from eventstore import Asset, Store, Writer, open_store
+from eventstore.errors import AssetNotFoundError
 from eventstore.server import create_app
 from eventstore.server.models import UnprocessableResponse
 from eventstore.tokens import create_token, revoke_token
@@ -84,6 +85,22 @@ def test_assets_and_state_round_trip(client: TestClient, store: Store) -> None:
     assert client.delete(state_url(asset_id, "dir/watermark")).status_code == 204  # absent: still 204
     assert client.delete(state_url(asset_id)).status_code == 204
     assert client.get(state_url(asset_id)).json() == {"asset_state_store": [], "total_entries": 0}
+
+
+def test_store_entry_is_the_row_entries_reads(store: Store) -> None:
+    """`Store.entry` (one prepared statement, what GET of a key runs) answers exactly as `entries`."""
+    asset = Asset("a")
+    store.activate(asset)
+    store.asset(asset, Writer.task("d", "r", "t", 2, 3, user="bot")).set("k/1", {"v": [1, "é"]})
+    asset_id = store.assets()[0].id
+    page = store.entries(asset_id, ["k/1"])
+    assert store.entry(asset_id, "k/1") == (page.entries[0], page.version)
+    assert store.entry(asset_id, "k/1")[0].updated_at.tzinfo is not None  # type: ignore[union-attr]
+    assert store.entry(asset_id, "absent") == (None, page.version)
+    store.deactivate(asset)
+    assert store.entry(asset_id, "k/1")[0] == page.entries[0]  # inactive: still readable
+    with pytest.raises(AssetNotFoundError):
+        store.entry(asset_id + 1, "k/1")
 
 
 def test_etag_and_if_match(client: TestClient, store: Store) -> None:

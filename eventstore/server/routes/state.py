@@ -58,11 +58,10 @@ def list_state(
 def get_state(request: Request, asset_id: AssetId, key: str, caller: Reader) -> JSONBody:
     """One key, with `ETag: "<asset version>"` for a conditional write."""
     checked_key(key)
-    page = store_of(request).entries(asset_id, [key])
-    if not page.entries:
+    entry, version = store_of(request).entry(asset_id, key)
+    if entry is None:
         raise AssetNotFoundError(f"Asset state store key {key!r} not found")
-    entry = page.entries[0]
-    return JSONBody(entry_json(entry, codec.decode(entry.value)), headers={"ETag": f'"{page.version}"'})
+    return JSONBody(entry_json(entry, codec.decode(entry.value)), headers={"ETag": f'"{version}"'})
 
 
 def _write(
