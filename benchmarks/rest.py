@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import socket
 import subprocess
 import sys
@@ -75,9 +76,24 @@ def _free_port() -> int:
         return port
 
 
+@dataclass(frozen=True, slots=True)
+class Server:
+    base: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far; 0 where /proc does not say (not Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def running_server(url: str) -> Iterator[str]:
-    """A benchmark server process for `url`; yields its base URL once `/health` answers."""
+def running_server(url: str) -> Iterator[Server]:
+    """A benchmark server process for `url`, once `/health` answers."""
     port = _free_port()
     code = f"from benchmarks.rest import serve_for_bench; serve_for_bench({url!r}, {port})"
     process = subprocess.Popen(
@@ -99,7 +115,7 @@ def running_server(url: str) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the benchmark server did not start: {process.stderr.read()[-500:]}")  # type: ignore[union-attr]
             time.sleep(0.1)
-        yield base
+        yield Server(base, process.pid)
     finally:
         process.terminate()
         try:
@@ -111,20 +127,31 @@ def running_server(url: str) -> Iterator[str]:
 
 @dataclass
 class RestMeasured:
-    """µs per request (one client), requests per second (16 clients) and event-loop latencies (ms)."""
+    """µs per request (one client), the server's CPU µs per request (one client), requests per second
+    (16 clients) and event-loop latencies (ms)."""
 
     latency: dict[str, list[float]] = field(default_factory=dict)
+    server_cpu: dict[str, list[float]] = field(default_factory=dict)
     throughput: dict[str, list[float]] = field(default_factory=dict)
     loop_ms: dict[str, list[float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
 
-def _batch(op: Callable[[int], object], ops: int, counter: Iterator[int]) -> Callable[[], float]:
+def _batch(
+    op: Callable[[int], object], ops: int, counter: Iterator[int], cpu: tuple[int, list[float]] | None = None
+) -> Callable[[], float]:
+    """A repetition: `ops` calls; µs per call. With `cpu` (a pid and a list), also appends the CPU µs
+    that process spent per call (the server's cost, which other load on the machine barely changes)."""
+
     def run() -> float:
+        used = cpu_seconds(cpu[0]) if cpu else 0.0
         start = perf_counter()
         for _ in range(ops):
             op(next(counter))
-        return (perf_counter() - start) / ops * 1e6
+        elapsed = perf_counter() - start
+        if cpu:
+            cpu[1].append((cpu_seconds(cpu[0]) - used) / ops * 1e6)
+        return elapsed / ops * 1e6
 
     return run
 
@@ -143,7 +170,8 @@ def measure_rest(
         token = create_token(store, "bench", "write")
         headers = {"Authorization": f"Bearer {token}"}
         state = store.asset(ASSET)
-        with running_server(db.url) as base, httpx.Client(base_url=base, headers=headers) as client:
+        with running_server(db.url) as server, httpx.Client(base_url=server.base, headers=headers) as client:
+            base = server.base
             key_url = f"/api/v2/assets/{asset_id}/state-store/"
 
             def check(response: httpx.Response, status: int, what: str) -> None:
@@ -181,7 +209,17 @@ def measure_rest(
             counter = itertools.count()
             for op in variants.values():
                 _batch(op, warmup, counter)()
-            found.latency = interleave({n: _batch(op, ops, counter) for n, op in variants.items()}, reps)
+            found.server_cpu = {name: [] for name in variants if not name.startswith("api")}
+            batches = {
+                name: _batch(
+                    op,
+                    ops,
+                    counter,
+                    (server.pid, found.server_cpu[name]) if name in found.server_cpu else None,
+                )
+                for name, op in variants.items()
+            }
+            found.latency = interleave(batches, reps)
 
             concurrent = {
                 "noop get": lambda c, i: c.get("/bench/noop"),

@@ -238,6 +238,18 @@ def rest_section(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseRepo
             "×",
             paired_ratio(lat[f"rest {method}"], lat[f"noop {method}"]),
         )
+        cpu = found.server_cpu
+        if all(cpu[f"{kind} {method}"] and min(cpu[f"{kind} {method}"]) > 0 for kind in ("noop", "rest")):
+            report.add(
+                f"rest.{method}_cpu_ratio",
+                section,
+                f"{name}: server CPU per request, key / no-op",
+                "×",
+                paired_ratio(cpu[f"rest {method}"], cpu[f"noop {method}"]),
+                "medians: {:,.0f} / {:,.0f} µs".format(
+                    *(Stats(tuple(cpu[f"{kind} {method}"])).median for kind in ("rest", "noop"))
+                ),
+            )
         python = "state.get" if method == "get" else "state.set"
         report.add(
             f"rest.api_{method}",

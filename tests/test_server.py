@@ -294,6 +294,7 @@ def test_auth_and_scope_matrix(client: TestClient, store: Store) -> None:
         ("read", "GET", state_url(asset_id), {}),
         ("read", "GET", "/api/v2/state-events", {}),
         ("write", "PUT", state_url(asset_id, "k"), {"json": {"value": 1}}),
+        ("read", "GET", state_url(asset_id, "k"), {}),  # checks its token itself (one threadpool trip)
         ("write", "PATCH", state_url(asset_id), {"json": {"set": {"j": 2}}}),
         ("write", "DELETE", state_url(asset_id, "j"), {}),
         ("write", "POST", f"/api/v2/assets/{asset_id}/state-restore?position=1&dry_run=true", {}),
