@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL, Connection
 from eventstore import codec, compaction, context, lifetime, schema, tasks
 from eventstore import migrate as migrations
 from eventstore.accessor import AssetState
-from eventstore.assets import Asset, AssetInfo, identity_hash
+from eventstore.assets import Asset, AssetInfo, identity_hash, text_hash
 from eventstore.codec import JSON
 from eventstore.compaction import CompactionRecord, CompactionReport
 from eventstore.database import Database
@@ -41,6 +41,17 @@ T = TypeVar("T")
 _assets = schema.assets
 _state = schema.state
 _is_active = schema.is_active
+
+
+def _active_by(column: sa.Column[str]) -> sa.Select[Any]:
+    """`Store.active_asset`: the name and uri of the active asset whose name (or uri) hash is bound."""
+    active = schema.asset_active
+    return (
+        sa.select(_assets.c.name, _assets.c.uri)
+        .join(active, active.c.asset_id == _assets.c.id)
+        .where(column == sa.bindparam("text_hash"))
+    )
+
 
 # `Store.entry`: an asset's version and one key's view row, whether the key exists or not.
 _ENTRY = (
@@ -122,6 +133,8 @@ class Store:
             current_value=self._view.current_value if backend.claim_reads_current else None,
         )
         self._entry = Prepared(_ENTRY, dialect)
+        self._active_by_name = Prepared(_active_by(schema.asset_active.c.name_hash), dialect)
+        self._active_by_uri = Prepared(_active_by(schema.asset_active.c.uri_hash), dialect)
         # Where the database can: `set` in one statement, every projection taking part (single_set).
         parts = SetParts([p.single_set_part() for p in projections], self._view.current_value)
         self._single_set = backend.single_set(dialect, database.ordering, parts)
@@ -193,6 +206,22 @@ class Store:
             if (name is None or r.name == name) and (uri is None or r.uri == uri)
         ]
 
+    def active_asset(self, *, name: str | None = None, uri: str | None = None) -> Asset | None:
+        """The active asset with this name, or with this uri (give exactly one), or None. At most one
+        can exist (es_asset_active's unique hashes); found through that index in one prepared statement."""
+        if (name is None) == (uri is None):
+            raise ValueError("Give exactly one of name= and uri=")
+        query, text = (self._active_by_name, name) if name is not None else (self._active_by_uri, uri)
+        assert text is not None
+        try:
+            wanted = text_hash(text)
+        except UnicodeEncodeError:
+            return None  # a lone surrogate: no asset's name or uri can hold one
+        row = self._db.run_direct(lambda conn: query.first(conn, {"text_hash": wanted}))
+        if row is None or (row[0] if name is not None else row[1]) != text:
+            return None
+        return Asset(row[0], row[1])
+
     def asset_info(self, asset_id: int) -> AssetInfo:
         """The asset with this id (`AssetInfo.id`, the REST id), active or not; AssetNotFoundError if none."""
         found = self.assets(asset_id=asset_id)
@@ -249,19 +278,44 @@ class Store:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int | None = None,
+        offset: int = 0,
         newest_first: bool = False,
     ) -> list[Change]:
         """How the asset's state changed, oldest first: each change with its previous value and writer.
 
         With `key`: that key's sets and deletes, and every clear that removed it. `since` inclusive,
-        `until` exclusive; `limit` keeps the first N in the chosen order.
+        `until` exclusive; `offset` skips the first N in the chosen order, `limit` keeps the next N.
         """
 
         def read(conn: Connection) -> list[Change]:
             asset_id = self._known_id(conn, asset)
             return history_reader.history(
-                conn, asset, asset_id, key, since=since, until=until, limit=limit, newest_first=newest_first
+                conn,
+                asset,
+                asset_id,
+                key,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
+                newest_first=newest_first,
             )
+
+        return self._db.run(read)
+
+    def count_history(
+        self,
+        asset: Asset,
+        key: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many changes `history(asset, key, since=, until=)` returns, counted in the database."""
+
+        def read(conn: Connection) -> int:
+            asset_id = self._known_id(conn, asset)
+            return history_reader.count(conn, asset, asset_id, key, since=since, until=until)
 
         return self._db.run(read)
 

@@ -103,6 +103,55 @@ def test_store_entry_is_the_row_entries_reads(store: Store) -> None:
         store.entry(asset_id + 1, "k/1")
 
 
+def test_active_asset_by_name_or_uri(store: Store) -> None:
+    """What the /execution routes resolve with: the es_asset_active index, exact, active only."""
+    store.activate(Asset("orders", "s3://o"))
+    store.activate(Asset("old", "s3://old"))
+    store.deactivate(Asset("old", "s3://old"))
+    assert store.active_asset(name="orders") == Asset("orders", "s3://o")
+    assert store.active_asset(uri="s3://o") == Asset("orders", "s3://o")
+    for missing in ({"name": "old"}, {"uri": "s3://old"}, {"name": "Orders"}, {"name": "orders "}):
+        assert store.active_asset(**missing) is None, missing
+    assert store.active_asset(name="s3://o") is None and store.active_asset(uri="orders") is None
+    assert store.active_asset(name="\ud800") is None
+    with pytest.raises(ValueError):
+        store.active_asset()
+
+
+def test_history_paging_and_count(store: Store) -> None:
+    """state-history pages in the database and counts in SQL: the page and `total_entries` agree with
+    the whole history, with and without a key, across clears that did and did not remove the key."""
+    asset = Asset("a")
+    store.activate(asset)
+    state = store.asset(asset)
+    for i in range(7):
+        state.set("k", i)
+        state.set("j", i)
+        if i % 3 == 2:
+            state.clear()
+        if i == 4:
+            state.delete("k")
+            state.clear()  # "k" is absent: this clear does not count for "k"
+    middle = store.history(asset)[10].recorded_at
+    for key in (None, "k", "j"):
+        for since, until in ((None, None), (middle, None), (None, middle)):
+            everything = store.history(asset, key, since=since, until=until)
+            assert store.count_history(asset, key, since=since, until=until) == len(everything)
+            for newest_first in (False, True):
+                ordered = everything[::-1] if newest_first else everything
+                for offset, limit in ((0, 3), (2, 4), (5, 100), (len(everything), 1), (10**18, 5)):
+                    page = store.history(
+                        asset,
+                        key,
+                        since=since,
+                        until=until,
+                        limit=limit,
+                        offset=offset,
+                        newest_first=newest_first,
+                    )
+                    assert page == ordered[offset : offset + limit], (key, since, until, offset, limit)
+
+
 def test_etag_and_if_match(client: TestClient, store: Store) -> None:
     asset_id = activate(client, "a")
     client.put(state_url(asset_id, "n"), json={"value": 1})
@@ -182,6 +231,8 @@ def test_audit_routes(client: TestClient, store: Store) -> None:
         f"/api/v2/assets/{asset_id}/state-history", params={"newest_first": True, "limit": 1}
     ).json()
     assert last["changes"][0]["value"] == 3 and last["total_entries"] == 4
+    paged = client.get(f"/api/v2/assets/{asset_id}/state-history", params={"offset": 2, "limit": 1}).json()
+    assert [c["value"] for c in paged["changes"]] == [2] and paged["total_entries"] == 4
     second = history["changes"][1]
     as_of = client.get(f"/api/v2/assets/{asset_id}/state-as-of", params={"position": second["position"]})
     assert as_of.json() == {"state": {"n": 2}, "position": second["position"]}

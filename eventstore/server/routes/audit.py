@@ -62,9 +62,12 @@ def state_history(
     `since` inclusive, `until` exclusive; `total_entries` counts them before paging."""
     store = store_of(request)
     asset = store.asset_info(asset_id).asset
-    changes = store.history(asset, key, since=utc(since), until=utc(until), newest_first=newest_first)
-    page = changes[offset : offset + clamp(limit)]
-    return JSONBody({"changes": [change_json(c) for c in page], "total_entries": len(changes)})
+    start, end = utc(since), utc(until)
+    page = store.history(
+        asset, key, since=start, until=end, limit=clamp(limit), offset=offset, newest_first=newest_first
+    )
+    total = store.count_history(asset, key, since=start, until=end)
+    return JSONBody({"changes": [change_json(c) for c in page], "total_entries": total})
 
 
 @router.get(

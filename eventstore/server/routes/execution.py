@@ -31,10 +31,10 @@ def _not_found(field: str, value: str) -> HTTPException:
 
 
 def _resolve(store: Store, field: str, value: str) -> Asset:
-    found = store.assets(True, name=value) if field == "name" else store.assets(True, uri=value)
-    if not found:
+    found = store.active_asset(name=value) if field == "name" else store.active_asset(uri=value)
+    if found is None:
         raise _not_found(field, value)
-    return found[0].asset
+    return found
 
 
 def _get(store: Store, field: str, value: str, key: str) -> JSONBody:
