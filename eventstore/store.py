@@ -53,6 +53,11 @@ def _active_by(column: sa.Column[str]) -> sa.Select[Any]:
     )
 
 
+# `Store.asset_info`: one asset by id.
+_ASSET_INFO = sa.select(_assets.c.name, _assets.c.uri, _assets.c.version, _is_active.label("active")).where(
+    _assets.c.id == sa.bindparam("asset_id")
+)
+
 # `Store.entry`: an asset's version and one key's view row, whether the key exists or not.
 _ENTRY = (
     sa.select(
@@ -133,6 +138,7 @@ class Store:
             current_value=self._view.current_value if backend.claim_reads_current else None,
         )
         self._entry = Prepared(_ENTRY, dialect)
+        self._asset_info = Prepared(_ASSET_INFO, dialect)
         self._active_by_name = Prepared(_active_by(schema.asset_active.c.name_hash), dialect)
         self._active_by_uri = Prepared(_active_by(schema.asset_active.c.uri_hash), dialect)
         # Where the database can: `set` in one statement, every projection taking part (single_set).
@@ -223,11 +229,13 @@ class Store:
         return Asset(row[0], row[1])
 
     def asset_info(self, asset_id: int) -> AssetInfo:
-        """The asset with this id (`AssetInfo.id`, the REST id), active or not; AssetNotFoundError if none."""
-        found = self.assets(asset_id=asset_id)
-        if not found:
+        """The asset with this id (`AssetInfo.id`, the REST id), active or not; AssetNotFoundError if none.
+        One prepared statement (every REST route on an asset id starts here)."""
+        row = self._db.run_direct(lambda conn: self._asset_info.first(conn, {"asset_id": asset_id}))
+        if row is None:
             raise AssetNotFoundError(f"Asset with id {asset_id} not found")
-        return found[0]
+        name, uri, version, active = row
+        return AssetInfo(asset_id, name, uri, bool(active), version)
 
     def ping(self) -> None:
         """Return if the database answers a trivial query; StoreUnavailableError otherwise."""

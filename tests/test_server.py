@@ -95,10 +95,13 @@ def test_store_entry_is_the_row_entries_reads(store: Store) -> None:
     asset_id = store.assets()[0].id
     page = store.entries(asset_id, ["k/1"])
     assert store.entry(asset_id, "k/1") == (page.entries[0], page.version)
+    assert store.asset_info(asset_id) == store.assets(asset_id=asset_id)[0]  # prepared too
     assert store.entry(asset_id, "k/1")[0].updated_at.tzinfo is not None  # type: ignore[union-attr]
     assert store.entry(asset_id, "absent") == (None, page.version)
     store.deactivate(asset)
     assert store.entry(asset_id, "k/1")[0] == page.entries[0]  # inactive: still readable
+    assert store.asset_info(asset_id) == store.assets(asset_id=asset_id)[0]
+    assert not store.asset_info(asset_id).active
     with pytest.raises(AssetNotFoundError):
         store.entry(asset_id + 1, "k/1")
 
