@@ -21,14 +21,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from rich.console import Console
 
-from benchmarks import bulk, concurrency, databases, peer, readwrite, replay, targets
+from benchmarks import bulk, concurrency, databases, peer, readwrite, replay, rest, targets
 from benchmarks.databases import DbName
 from benchmarks.report import DatabaseReport, render, write_json
 from benchmarks.stats import Stats, paired_ratio
 from eventstore import open_store
 
 RESULTS = Path(__file__).parent / "results"
-SECTIONS = ("setget", "concurrency", "replay")
+SECTIONS = ("setget", "concurrency", "rest", "replay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,8 @@ class Sizes:
     busy_events_each: int
     busy_idle_seconds: float  # writes alone before compaction starts
     busy_write_rate: float  # writes per second
+    rest_ops: int  # requests per variant per repetition, one client
+    rest_seconds: float  # per variant per repetition, 16 clients
 
 
 FULL = Sizes(
@@ -58,6 +60,8 @@ FULL = Sizes(
     busy_events_each=100,
     busy_idle_seconds=2.0,
     busy_write_rate=100.0,
+    rest_ops=1_000,
+    rest_seconds=3.0,
 )
 QUICK = Sizes(
     reps=5,
@@ -71,6 +75,8 @@ QUICK = Sizes(
     busy_events_each=100,
     busy_idle_seconds=1.0,
     busy_write_rate=100.0,
+    rest_ops=300,
+    rest_seconds=1.0,
 )
 
 
@@ -204,6 +210,90 @@ def concurrent(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseReport
     )
     report.check(
         "no lost update", found.lost_updates == 0, f"counter off by {found.lost_updates} over all runs"
+    )
+
+
+def rest_section(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseReport) -> None:
+    """The REST server on loopback (benchmarks.rest): latency with one client, req/s with 16, and
+    whether a slow database call holds up other requests."""
+    found = rest.measure_rest(db, ops=sizes.rest_ops, reps=sizes.reps, seconds=sizes.rest_seconds)
+    lat, thr = found.latency, found.throughput
+    section = "REST (loopback)"
+    for method in ("get", "put"):
+        name = method.upper()
+        report.add(
+            f"rest.noop_{method}",
+            section,
+            f"{name} no-op route, 1 client",
+            "µs/req",
+            _stats(lat[f"noop {method}"]),
+        )
+        report.add(
+            f"rest.{method}", section, f"{name} of a key, 1 client", "µs/req", _stats(lat[f"rest {method}"])
+        )
+        report.add(
+            f"rest.{method}_ratio",
+            section,
+            f"{name} of a key / no-op route",
+            "×",
+            paired_ratio(lat[f"rest {method}"], lat[f"noop {method}"]),
+        )
+        cpu = found.server_cpu
+        if all(cpu[f"{kind} {method}"] and min(cpu[f"{kind} {method}"]) > 0 for kind in ("noop", "rest")):
+            report.add(
+                f"rest.{method}_cpu_ratio",
+                section,
+                f"{name}: server CPU per request, key / no-op",
+                "×",
+                paired_ratio(cpu[f"rest {method}"], cpu[f"noop {method}"]),
+                "medians: {:,.0f} / {:,.0f} µs".format(
+                    *(Stats(tuple(cpu[f"{kind} {method}"])).median for kind in ("rest", "noop"))
+                ),
+            )
+        python = "state.get" if method == "get" else "state.set"
+        report.add(
+            f"rest.api_{method}",
+            section,
+            f"Python API {python}, same database",
+            "µs/op",
+            _stats(lat[f"api {method}"]),
+        )
+        report.add(
+            f"rest.{method}_api_ratio",
+            section,
+            f"{name} of a key / Python API",
+            "×",
+            paired_ratio(lat[f"rest {method}"], lat[f"api {method}"]),
+        )
+    clients = f"{rest.CLIENTS} clients"
+    report.add("rest.noop_get_16", section, f"GET no-op route, {clients}", "req/s", _stats(thr["noop get"]))
+    report.add("rest.get_16", section, f"GET of a key, {clients}", "req/s", _stats(thr["rest get"]))
+    report.add("rest.put_16", section, f"PUT of a key, {clients}", "req/s", _stats(thr["rest put"]))
+    loop = found.loop_ms
+    waiting = f"while {rest.BLOCKED_WRITES} PUTs wait for a lock"
+    for probe, label in (("health", "GET /health"), ("other", "GET of another asset's key")):
+        report.add(
+            f"rest.loop_{probe}_idle", section, f"{label}, idle: median", "ms", _stats(loop[f"idle {probe}"])
+        )
+        report.add(
+            f"rest.loop_{probe}_busy",
+            section,
+            f"{label}, {waiting}: median",
+            "ms",
+            _stats(loop[f"busy {probe}"]),
+        )
+    report.add(
+        "rest.loop_busy_max",
+        section,
+        f"slowest of those requests {waiting}",
+        "ms",
+        Stats((max(loop["busy health"] + loop["busy other"]),)),
+        "one sample per probe; the median rows are medians over probes",
+    )
+    report.check(
+        "REST answers were right",
+        not found.problems,
+        "; ".join(sorted(set(found.problems)))[:300] or "every request answered as expected",
     )
 
 
@@ -403,6 +493,8 @@ def run_database(
                 )
             else:
                 _guarded(report, console, "concurrency", lambda: concurrent(db, sizes, report))
+        if "rest" in sections:
+            _guarded(report, console, "REST", lambda: rest_section(db, sizes, report))
         if "replay" in sections:
             _guarded(report, console, "replay", lambda: replays(kind, sizes, report, keep, console))
     finally:

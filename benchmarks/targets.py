@@ -39,6 +39,7 @@ TARGETS = (
         "retries/op",
         ("postgres", "mysql"),
     ),
+    Target("REST GET of a key vs a no-op route (latency)", "rest.get_ratio", "<=", 1.5, "×", ALL),
     Target("rebuild rate", "rebuild.rate", ">=", 200_000, "events/s", ALL, at_full_size=True),
     Target("rebuild peak RSS", "rebuild.rss", "<", 200, "MB", ALL, at_full_size=True),
     Target("as-of on a 1M-event stream", "asof.ms", "<", 50, "ms", ALL, at_full_size=True),

@@ -15,18 +15,18 @@ from sqlalchemy.engine import URL, Connection
 from eventstore import codec, compaction, context, lifetime, schema, tasks
 from eventstore import migrate as migrations
 from eventstore.accessor import AssetState
-from eventstore.assets import Asset, AssetInfo, identity_hash
+from eventstore.assets import Asset, AssetInfo, identity_hash, text_hash
 from eventstore.codec import JSON
 from eventstore.compaction import CompactionRecord, CompactionReport
 from eventstore.database import Database
 from eventstore.errors import AssetNotActiveError, AssetNotFoundError, VersionConflictError
 from eventstore.events import Change, Event, NewEvent, Op, PendingEvent, clear_events, set_events
 from eventstore.log import EventLog, InlineProjection, NothingToRecord
-from eventstore.prepared import Connectable
+from eventstore.prepared import Connectable, Prepared
 from eventstore.protocol import Decide, VersionedState
 from eventstore.single_set import SetParts
 from eventstore.tasks import Task
-from eventstore.writers import Writer, writer_from_row
+from eventstore.writers import WRITER_FIELDS, Writer, writer_from_row
 from projections import history as history_reader
 from projections import rebuild, replay
 from projections.current_state import CurrentStateView
@@ -41,6 +41,38 @@ T = TypeVar("T")
 _assets = schema.assets
 _state = schema.state
 _is_active = schema.is_active
+
+
+def _active_by(column: sa.Column[str]) -> sa.Select[Any]:
+    """`Store.active_asset`: the name and uri of the active asset whose name (or uri) hash is bound."""
+    active = schema.asset_active
+    return (
+        sa.select(_assets.c.name, _assets.c.uri)
+        .join(active, active.c.asset_id == _assets.c.id)
+        .where(column == sa.bindparam("text_hash"))
+    )
+
+
+# `Store.asset_info`: one asset by id.
+_ASSET_INFO = sa.select(_assets.c.name, _assets.c.uri, _assets.c.version, _is_active.label("active")).where(
+    _assets.c.id == sa.bindparam("asset_id")
+)
+
+# `Store.entry`: an asset's version and one key's view row, whether the key exists or not.
+_ENTRY = (
+    sa.select(
+        _assets.c.version,
+        _state.c.value,
+        _state.c.updated_at,
+        *(_state.c[f"updated_by_{field}"] for field in WRITER_FIELDS),
+    )
+    .select_from(
+        _assets.outerjoin(
+            _state, sa.and_(_state.c.asset_id == _assets.c.id, _state.c.key == sa.bindparam("key"))
+        )
+    )
+    .where(_assets.c.id == sa.bindparam("asset_id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +137,10 @@ class Store:
             projections=projections,
             current_value=self._view.current_value if backend.claim_reads_current else None,
         )
+        self._entry = Prepared(_ENTRY, dialect)
+        self._asset_info = Prepared(_ASSET_INFO, dialect)
+        self._active_by_name = Prepared(_active_by(schema.asset_active.c.name_hash), dialect)
+        self._active_by_uri = Prepared(_active_by(schema.asset_active.c.uri_hash), dialect)
         # Where the database can: `set` in one statement, every projection taking part (single_set).
         parts = SetParts([p.single_set_part() for p in projections], self._view.current_value)
         self._single_set = backend.single_set(dialect, database.ordering, parts)
@@ -176,12 +212,30 @@ class Store:
             if (name is None or r.name == name) and (uri is None or r.uri == uri)
         ]
 
+    def active_asset(self, *, name: str | None = None, uri: str | None = None) -> Asset | None:
+        """The active asset with this name, or with this uri (give exactly one), or None. At most one
+        can exist (es_asset_active's unique hashes); found through that index in one prepared statement."""
+        if (name is None) == (uri is None):
+            raise ValueError("Give exactly one of name= and uri=")
+        query, text = (self._active_by_name, name) if name is not None else (self._active_by_uri, uri)
+        assert text is not None
+        try:
+            wanted = text_hash(text)
+        except UnicodeEncodeError:
+            return None  # a lone surrogate: no asset's name or uri can hold one
+        row = self._db.run_direct(lambda conn: query.first(conn, {"text_hash": wanted}))
+        if row is None or (row[0] if name is not None else row[1]) != text:
+            return None
+        return Asset(row[0], row[1])
+
     def asset_info(self, asset_id: int) -> AssetInfo:
-        """The asset with this id (`AssetInfo.id`, the REST id), active or not; AssetNotFoundError if none."""
-        found = self.assets(asset_id=asset_id)
-        if not found:
+        """The asset with this id (`AssetInfo.id`, the REST id), active or not; AssetNotFoundError if none.
+        One prepared statement (every REST route on an asset id starts here)."""
+        row = self._db.run_direct(lambda conn: self._asset_info.first(conn, {"asset_id": asset_id}))
+        if row is None:
             raise AssetNotFoundError(f"Asset with id {asset_id} not found")
-        return found[0]
+        name, uri, version, active = row
+        return AssetInfo(asset_id, name, uri, bool(active), version)
 
     def ping(self) -> None:
         """Return if the database answers a trivial query; StoreUnavailableError otherwise."""
@@ -232,19 +286,44 @@ class Store:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int | None = None,
+        offset: int = 0,
         newest_first: bool = False,
     ) -> list[Change]:
         """How the asset's state changed, oldest first: each change with its previous value and writer.
 
         With `key`: that key's sets and deletes, and every clear that removed it. `since` inclusive,
-        `until` exclusive; `limit` keeps the first N in the chosen order.
+        `until` exclusive; `offset` skips the first N in the chosen order, `limit` keeps the next N.
         """
 
         def read(conn: Connection) -> list[Change]:
             asset_id = self._known_id(conn, asset)
             return history_reader.history(
-                conn, asset, asset_id, key, since=since, until=until, limit=limit, newest_first=newest_first
+                conn,
+                asset,
+                asset_id,
+                key,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
+                newest_first=newest_first,
             )
+
+        return self._db.run(read)
+
+    def count_history(
+        self,
+        asset: Asset,
+        key: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many changes `history(asset, key, since=, until=)` returns, counted in the database."""
+
+        def read(conn: Connection) -> int:
+            asset_id = self._known_id(conn, asset)
+            return history_reader.count(conn, asset, asset_id, key, since=since, until=until)
 
         return self._db.run(read)
 
@@ -337,6 +416,18 @@ class Store:
             return StateEntries(found, total, version)
 
         return self._db.run(read)
+
+    def entry(self, asset_id: int, key: str) -> tuple[StateEntry | None, int]:
+        """One key of the asset with this id, active or not (the REST admin read of a key), and the
+        asset's version, in one prepared statement: (None, version) if the key is absent.
+        AssetNotFoundError for an unknown id."""
+        row = self._db.run_direct(lambda conn: self._entry.first(conn, {"asset_id": asset_id, "key": key}))
+        if row is None:
+            raise AssetNotFoundError(f"Asset with id {asset_id} not found")
+        version, value, updated_at, *writer = row
+        if value is None:
+            return None, version
+        return StateEntry(key, value, updated_at, Writer(*writer)), version
 
     def set_value(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
         """One `set` event: in one statement where the database can, else in the log's transaction."""

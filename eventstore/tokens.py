@@ -13,17 +13,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 
 from eventstore import schema
 from eventstore.errors import StateStoreError
 from eventstore.log import utcnow
+from eventstore.prepared import Prepared
 from eventstore.store import Store
 
 PREFIX = "es_"
@@ -122,22 +124,44 @@ def revoke_token(store: Store, name: str) -> bool:
     return store._db.run(revoke, write=True)
 
 
+_LOOKUP = sa.select(
+    _tokens.c.name, _tokens.c.scope, _tokens.c.token_hash, _tokens.c.created_at, _tokens.c.revoked_at
+).where(_tokens.c.token_hash == sa.bindparam("token_hash"))
+_lookups: weakref.WeakKeyDictionary[Dialect, Prepared] = weakref.WeakKeyDictionary()
+"""`_LOOKUP` compiled once per dialect (so once per store): every REST request runs it."""
+
+
 def authenticate(store: Store, token: str) -> TokenInfo | None:
-    """The valid (not revoked) token that `token` is, or None."""
+    """The valid (not revoked) token that `token` is, or None. One prepared statement (the REST server
+    runs this on every request)."""
     wanted = token_hash(token)
-    query = sa.select(_tokens).where(_tokens.c.token_hash == wanted)
-    row = store._db.read_in_autocommit(lambda conn: conn.execute(query).first())
+    database = store._db
+    lookup = _lookups.get(database.dialect)
+    if lookup is None:
+        lookup = _lookups.setdefault(database.dialect, Prepared(_LOOKUP, database.dialect))
+    row = database.run_direct(lambda conn: lookup.first(conn, {"token_hash": wanted}))
+    if row is None:
+        return None
+    name, scope, found_hash, created_at, revoked_at = row
     # The lookup is by hash (an index seek); comparing the hashes again in constant time keeps a
     # collation or padding quirk of the database from ever admitting a near match.
-    if row is None or not hmac.compare_digest(row.token_hash, wanted) or row.revoked_at is not None:
+    if not hmac.compare_digest(found_hash, wanted) or revoked_at is not None:
         return None
-    return _info(row)
+    return TokenInfo(name, Scope.parse(scope), created_at, revoked_at)
+
+
+_ANY = sa.select(_tokens.c.id).limit(1)
+_anys: weakref.WeakKeyDictionary[Dialect, Prepared] = weakref.WeakKeyDictionary()
 
 
 def any_token_ever(store: Store) -> bool:
-    """True once any token has been created (revoked ones count)."""
-    query = sa.select(_tokens.c.id).limit(1)
-    return store._db.read_in_autocommit(lambda conn: conn.execute(query).first() is not None)
+    """True once any token has been created (revoked ones count). One prepared statement (a server
+    without tokens asks on every request)."""
+    database = store._db
+    query = _anys.get(database.dialect)
+    if query is None:
+        query = _anys.setdefault(database.dialect, Prepared(_ANY, database.dialect))
+    return database.run_direct(lambda conn: query.first(conn, {})) is not None
 
 
 def _info(row: sa.Row[object]) -> TokenInfo:

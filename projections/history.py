@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Row
 
 from eventstore import codec, schema
 from eventstore.assets import Asset
-from eventstore.compaction import compacted_error, latest_compaction
+from eventstore.compaction import CompactionMark, compacted_error, latest_compaction
 from eventstore.events import Change, Event, NewEvent, Op
 from eventstore.ordering import Ordering
 from eventstore.writers import writer_from_row
@@ -67,10 +67,12 @@ def history(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int | None = None,
+    offset: int = 0,
     newest_first: bool = False,
 ) -> list[Change]:
     """The asset's changes in position order (or newest first); with `key`, that key's sets and deletes
-    plus every clear that removed it. `since` is inclusive, `until` exclusive, `limit` keeps the first N.
+    plus every clear that removed it. `since` is inclusive, `until` exclusive; `offset` skips the first
+    N (streamed past, never held in memory), `limit` keeps the next N.
 
     Reads only through indexes, in their order, and only as far as `limit` needs: within a stream
     recorded_at never decreases with version (nor version with position), so the time bounds become
@@ -80,24 +82,12 @@ def history(
     """
     if limit is not None and limit <= 0:
         return []
-    # Events at or below the latest compaction's last version are dead even while compaction is still
-    # deleting them in batches (or after it was interrupted): history shows only surviving events.
-    # Every dead event was appended before the compaction, so `position <=` its position; filter on the
-    # column the chosen index is ordered by (a version bound would steer SQLite off the key index).
-    compaction = latest_compaction(conn, asset_id)
-    if compaction is not None and since is not None and since <= compaction.compacted_at:
-        # A silently shortened audit would mislead: the caller asked for a range the log no longer holds.
-        raise compacted_error(asset, compaction, f"since {since.isoformat()}")
-    low = high = None
-    if since is not None or until is not None:
-        timeline = _Timeline(conn, asset_id, base=0 if compaction is None else compaction.last_version)
-        if since is not None:
-            low = timeline.first_event_at_or_after(since)
-            if low is None:
-                return []
-        if until is not None:
-            high = timeline.first_event_at_or_after(until)
-    page = _PAGE if limit is None else min(_PAGE, limit)
+    compaction, bounds = _range(conn, asset, asset_id, since, until)
+    if bounds is None:
+        return []
+    low, high = bounds
+    stop = None if limit is None else offset + limit
+    page = _PAGE if stop is None else min(_PAGE, stop)
     stream = _events.c.asset_id == asset_id
     if key is None:
         if compaction is not None:
@@ -105,7 +95,7 @@ def history(
         rows = _paged(
             conn, _within(stream, _events.c.version, low, high), _events.c.version, newest_first, page
         )
-        return [change_from_row(row) for row in islice(rows, limit)]
+        return [change_from_row(row) for row in islice(rows, offset, stop)]
     if compaction is not None:
         stream = sa.and_(stream, _events.c.position > compaction.position)
     own = _within(sa.and_(stream, _events.c.key == key), _events.c.position, low, high)
@@ -124,7 +114,71 @@ def history(
     changes = (change_from_row(row) for row in merged)
     # A clear counts only if it removed this key.
     relevant = (c for c in changes if c.op is not Op.CLEAR or key in c.previous)  # type: ignore[operator]
-    return list(islice(relevant, limit))
+    return list(islice(relevant, offset, stop))
+
+
+def count(
+    conn: Connection,
+    asset: Asset,
+    asset_id: int,
+    key: str | None = None,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """How many changes `history` would return without `limit` and `offset`, counted in SQL (with a key,
+    the clears are read one by one, their `previous` only, to see whether they removed it)."""
+    compaction, bounds = _range(conn, asset, asset_id, since, until)
+    if bounds is None:
+        return 0
+    low, high = bounds
+    stream = _events.c.asset_id == asset_id
+    if key is None:
+        if compaction is not None:
+            stream = sa.and_(stream, _events.c.version > compaction.last_version)
+        query = _within(stream, _events.c.version, low, high)
+        return int(
+            conn.execute(query.with_only_columns(sa.func.count(), maintain_column_froms=True)).scalar_one()
+        )
+    if compaction is not None:
+        stream = sa.and_(stream, _events.c.position > compaction.position)
+    own = _within(sa.and_(stream, _events.c.key == key), _events.c.position, low, high)
+    total = int(conn.execute(own.with_only_columns(sa.func.count(), maintain_column_froms=True)).scalar_one())
+    clears = _within(
+        sa.and_(stream, _events.c.key.is_(None), _events.c.op == Op.CLEAR.value),
+        _events.c.position,
+        low,
+        high,
+    ).with_only_columns(_events.c.previous)
+    for (previous,) in conn.execute(clears):
+        if previous is not None and key in codec.decode(previous):  # type: ignore[operator]
+            total += 1
+    return total
+
+
+def _range(
+    conn: Connection, asset: Asset, asset_id: int, since: datetime | None, until: datetime | None
+) -> tuple[CompactionMark | None, tuple[_Bound | None, _Bound | None] | None]:
+    """The asset's latest compaction, and the bounds (first event, first event past the end) of `since`
+    and `until`: None when no event is at or after `since`. CompactedError if `since` is compacted."""
+    # Events at or below the latest compaction's last version are dead even while compaction is still
+    # deleting them in batches (or after it was interrupted): history shows only surviving events.
+    # Every dead event was appended before the compaction, so `position <=` its position; filter on the
+    # column the chosen index is ordered by (a version bound would steer SQLite off the key index).
+    compaction = latest_compaction(conn, asset_id)
+    if compaction is not None and since is not None and since <= compaction.compacted_at:
+        # A silently shortened audit would mislead: the caller asked for a range the log no longer holds.
+        raise compacted_error(asset, compaction, f"since {since.isoformat()}")
+    low = high = None
+    if since is not None or until is not None:
+        timeline = _Timeline(conn, asset_id, base=0 if compaction is None else compaction.last_version)
+        if since is not None:
+            low = timeline.first_event_at_or_after(since)
+            if low is None:
+                return compaction, None
+        if until is not None:
+            high = timeline.first_event_at_or_after(until)
+    return compaction, (low, high)
 
 
 _head_version = sa.select(_assets.c.version).where(_assets.c.id == sa.bindparam("asset_id"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bulk, databases, readwrite, replay
+from benchmarks import bulk, databases, readwrite, replay, rest
 from benchmarks.stats import interleave, paired_ratio
 from eventstore import open_store
 
@@ -68,3 +68,16 @@ def test_interleave_rotates_the_order() -> None:
     samples = interleave({name: variant(name) for name in "abc"}, reps=3)
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert samples == {"a": [1.0] * 3, "b": [1.0] * 3, "c": [1.0] * 3}
+
+
+def test_rest_measurements_run_on_sqlite(tmp_path: Path) -> None:
+    db = databases.create("sqlite", "bench_rest", workdir=tmp_path)
+    try:
+        found = rest.measure_rest(db, ops=3, reps=2, seconds=0.2, probes=3, warmup=1)
+    finally:
+        databases.drop(db)
+    assert found.problems == []
+    assert set(found.latency) == {"noop get", "rest get", "api get", "noop put", "rest put", "api put"}
+    assert set(found.throughput) == {"noop get", "rest get", "rest put"}
+    for samples in (*found.latency.values(), *found.throughput.values(), *found.loop_ms.values()):
+        assert samples and all(sample > 0 for sample in samples)

@@ -6,18 +6,24 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from eventstore import Asset, Store, Writer
+from eventstore import Asset, Store, Writer, open_store
+from eventstore.errors import AssetNotFoundError
 from eventstore.server import create_app
+from eventstore.server.models import UnprocessableResponse
 from eventstore.tokens import create_token, revoke_token
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -79,6 +85,74 @@ def test_assets_and_state_round_trip(client: TestClient, store: Store) -> None:
     assert client.delete(state_url(asset_id, "dir/watermark")).status_code == 204  # absent: still 204
     assert client.delete(state_url(asset_id)).status_code == 204
     assert client.get(state_url(asset_id)).json() == {"asset_state_store": [], "total_entries": 0}
+
+
+def test_store_entry_is_the_row_entries_reads(store: Store) -> None:
+    """`Store.entry` (one prepared statement, what GET of a key runs) answers exactly as `entries`."""
+    asset = Asset("a")
+    store.activate(asset)
+    store.asset(asset, Writer.task("d", "r", "t", 2, 3, user="bot")).set("k/1", {"v": [1, "é"]})
+    asset_id = store.assets()[0].id
+    page = store.entries(asset_id, ["k/1"])
+    assert store.entry(asset_id, "k/1") == (page.entries[0], page.version)
+    assert store.asset_info(asset_id) == store.assets(asset_id=asset_id)[0]  # prepared too
+    assert store.entry(asset_id, "k/1")[0].updated_at.tzinfo is not None  # type: ignore[union-attr]
+    assert store.entry(asset_id, "absent") == (None, page.version)
+    store.deactivate(asset)
+    assert store.entry(asset_id, "k/1")[0] == page.entries[0]  # inactive: still readable
+    assert store.asset_info(asset_id) == store.assets(asset_id=asset_id)[0]
+    assert not store.asset_info(asset_id).active
+    with pytest.raises(AssetNotFoundError):
+        store.entry(asset_id + 1, "k/1")
+
+
+def test_active_asset_by_name_or_uri(store: Store) -> None:
+    """What the /execution routes resolve with: the es_asset_active index, exact, active only."""
+    store.activate(Asset("orders", "s3://o"))
+    store.activate(Asset("old", "s3://old"))
+    store.deactivate(Asset("old", "s3://old"))
+    assert store.active_asset(name="orders") == Asset("orders", "s3://o")
+    assert store.active_asset(uri="s3://o") == Asset("orders", "s3://o")
+    for missing in ({"name": "old"}, {"uri": "s3://old"}, {"name": "Orders"}, {"name": "orders "}):
+        assert store.active_asset(**missing) is None, missing
+    assert store.active_asset(name="s3://o") is None and store.active_asset(uri="orders") is None
+    assert store.active_asset(name="\ud800") is None
+    with pytest.raises(ValueError):
+        store.active_asset()
+
+
+def test_history_paging_and_count(store: Store) -> None:
+    """state-history pages in the database and counts in SQL: the page and `total_entries` agree with
+    the whole history, with and without a key, across clears that did and did not remove the key."""
+    asset = Asset("a")
+    store.activate(asset)
+    state = store.asset(asset)
+    for i in range(7):
+        state.set("k", i)
+        state.set("j", i)
+        if i % 3 == 2:
+            state.clear()
+        if i == 4:
+            state.delete("k")
+            state.clear()  # "k" is absent: this clear does not count for "k"
+    middle = store.history(asset)[10].recorded_at
+    for key in (None, "k", "j"):
+        for since, until in ((None, None), (middle, None), (None, middle)):
+            everything = store.history(asset, key, since=since, until=until)
+            assert store.count_history(asset, key, since=since, until=until) == len(everything)
+            for newest_first in (False, True):
+                ordered = everything[::-1] if newest_first else everything
+                for offset, limit in ((0, 3), (2, 4), (5, 100), (len(everything), 1), (10**18, 5)):
+                    page = store.history(
+                        asset,
+                        key,
+                        since=since,
+                        until=until,
+                        limit=limit,
+                        offset=offset,
+                        newest_first=newest_first,
+                    )
+                    assert page == ordered[offset : offset + limit], (key, since, until, offset, limit)
 
 
 def test_etag_and_if_match(client: TestClient, store: Store) -> None:
@@ -160,6 +234,8 @@ def test_audit_routes(client: TestClient, store: Store) -> None:
         f"/api/v2/assets/{asset_id}/state-history", params={"newest_first": True, "limit": 1}
     ).json()
     assert last["changes"][0]["value"] == 3 and last["total_entries"] == 4
+    paged = client.get(f"/api/v2/assets/{asset_id}/state-history", params={"offset": 2, "limit": 1}).json()
+    assert [c["value"] for c in paged["changes"]] == [2] and paged["total_entries"] == 4
     second = history["changes"][1]
     as_of = client.get(f"/api/v2/assets/{asset_id}/state-as-of", params={"position": second["position"]})
     assert as_of.json() == {"state": {"n": 2}, "position": second["position"]}
@@ -272,6 +348,7 @@ def test_auth_and_scope_matrix(client: TestClient, store: Store) -> None:
         ("read", "GET", state_url(asset_id), {}),
         ("read", "GET", "/api/v2/state-events", {}),
         ("write", "PUT", state_url(asset_id, "k"), {"json": {"value": 1}}),
+        ("read", "GET", state_url(asset_id, "k"), {}),  # checks its token itself (one threadpool trip)
         ("write", "PATCH", state_url(asset_id), {"json": {"set": {"j": 2}}}),
         ("write", "DELETE", state_url(asset_id, "j"), {}),
         ("write", "POST", f"/api/v2/assets/{asset_id}/state-restore?position=1&dry_run=true", {}),
@@ -319,6 +396,64 @@ def test_a_second_replica_agrees_at_once(store: Store, db_url: str) -> None:
         assert two.get("/api/v2/assets", headers=auth).status_code == 401
 
 
+# --- outages ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres_outage(url: str) -> Iterator[None]:
+    """A real outage of one PostgreSQL database, as its clients see it: the server refuses new
+    connections to it and ends every session on it; afterwards it accepts them again. The server
+    itself, and every other database on it, keeps running."""
+    name = sa.make_url(url).database
+    admin = sa.create_engine(sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": name},
+            )
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_an_outage_answers_503_and_the_server_recovers_by_itself(db_url: str) -> None:
+    with TestClient(create_app(db_url)) as client:
+        asset_id = activate(client, "a")
+        assert client.put(state_url(asset_id, "k"), json={"value": 1}).status_code == 204
+        with postgres_outage(db_url):
+            health = client.get("/health")
+            assert health.status_code == 503
+            assert (
+                health.json()["status"] == "unavailable"
+                and "Cannot use the database" in health.json()["detail"]
+            )
+            for method, url, options in [
+                ("GET", state_url(asset_id, "k"), {}),
+                ("GET", "/api/v2/assets", {}),
+                ("PUT", state_url(asset_id, "k"), {"json": {"value": 2}}),
+                ("PATCH", state_url(asset_id), {"json": {"set": {"j": 2}}}),
+                ("POST", "/api/v2/assets", {"json": {"name": "b"}}),
+                ("GET", "/execution/store/asset/by-name/value?name=a&key=k", {}),
+                ("GET", "/api/v2/assets", {"headers": {"Authorization": "Bearer es_unknown"}}),
+            ]:
+                response = client.request(method, url, **options)
+                assert response.status_code == 503, (method, url, response.text)
+                body = response.json()
+                assert body["outcome"] == "not_applied" and set(body) == {"detail", "outcome"}
+                assert "Cannot use the database" in body["detail"], body
+        # The database is back: the same app answers again, without a restart.
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get(state_url(asset_id, "k")).json()["value"] == 1  # nothing was applied
+        assert [a["name"] for a in client.get("/api/v2/assets").json()["assets"]] == ["a"]
+        assert client.put(state_url(asset_id, "k"), json={"value": 3}).status_code == 204
+        assert client.get(state_url(asset_id, "k")).json()["value"] == 3
+
+
 # --- a real server --------------------------------------------------------------------------------
 
 
@@ -329,36 +464,103 @@ def _free_port() -> int:
         return port
 
 
-@sqlite_only
-def test_serve_subprocess_answers_and_stops_on_sigterm(db_url: str) -> None:
+def _start_serve(db_url: str) -> tuple[subprocess.Popen[str], str]:
+    """`eventstore.server.serve` in a subprocess on a free loopback port, once `/health` answers."""
     port = _free_port()
     code = f"from eventstore.server import serve; serve({db_url!r}, '127.0.0.1', {port})"
     process = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/health").json() == {"status": "ok"}:
+                return process, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise AssertionError(f"the server did not start: {process.communicate()[0]}")
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+@sqlite_only
+def test_serve_subprocess_answers_and_finishes_requests_in_flight_on_sigterm(db_url: str) -> None:
+    process, base = _start_serve(db_url)
+    locker = sqlite3.connect(sa.make_url(db_url).database or "", isolation_level=None)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health").json() == {"status": "ok"}:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "the server did not start"
-            time.sleep(0.1)
         created = httpx.post(f"{base}/api/v2/assets", json={"name": "a"})
         asset_id = created.json()["id"]
         assert httpx.put(f"{base}{state_url(asset_id, 'k/1')}", json={"value": [1]}).status_code == 204
         assert httpx.get(f"{base}{state_url(asset_id, 'k/1')}").json()["value"] == [1]
-        process.send_signal(signal.SIGTERM)
+
+        # A slow request in flight: a PUT waiting for SQLite's write lock, which this test holds.
+        locker.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(
+                httpx.put, f"{base}{state_url(asset_id, 'k/2')}", json={"value": 2}, timeout=30
+            )
+            time.sleep(0.5)
+            assert not slow.done()
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert process.poll() is None and not slow.done()  # still waiting for the request
+            locker.execute("ROLLBACK")
+            assert slow.result().status_code == 204
         output, _ = process.communicate(timeout=30)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        locker.close()
+        _stop(process)
     assert process.returncode == 0, output
     assert "store sqlite" in output and "closed" in output, output
+    with open_store(db_url) as store:
+        assert store.asset(Asset("a")).get("k/2") == 2
+
+
+@sqlite_only
+def test_a_slow_database_call_never_blocks_the_event_loop(db_url: str) -> None:
+    """Eight PUTs wait for SQLite's write lock (held by this test) in the server's threadpool; meanwhile
+    `/health` and a GET of another asset answer promptly, over real HTTP. Were a route to call the
+    store on the event loop's thread, they would wait for the lock too and time out."""
+    with open_store(db_url) as store:
+        for name in ("busy", "other"):
+            store.activate(Asset(name))
+            store.asset(Asset(name)).set("k", name)
+        ids = {a.name: a.id for a in store.assets()}
+    process, base = _start_serve(db_url)
+    locker = sqlite3.connect(sa.make_url(db_url).database or "", isolation_level=None)
+    try:
+        with httpx.Client(base_url=base, timeout=5) as probe, ThreadPoolExecutor(8) as pool:
+            locker.execute("BEGIN IMMEDIATE")
+            writes = [
+                pool.submit(
+                    httpx.put, f"{base}{state_url(ids['busy'], f'w{i}')}", json={"value": i}, timeout=30
+                )
+                for i in range(8)
+            ]
+            time.sleep(0.3)  # let them reach the lock
+            latencies = []
+            for _ in range(20):
+                started = time.perf_counter()
+                assert probe.get("/health").status_code == 200
+                assert probe.get(state_url(ids["other"], "k")).json()["value"] == "other"
+                latencies.append(time.perf_counter() - started)
+            assert not any(w.done() for w in writes), "the writes did not wait: the test proves nothing"
+            locker.execute("ROLLBACK")
+            assert [w.result().status_code for w in writes] == [204] * 8
+        assert max(latencies) < 1.0, latencies  # typically ~2 ms for both requests (docs/rest.md)
+    finally:
+        locker.close()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+        _stop(process)
 
 
 @sqlite_only
@@ -367,3 +569,30 @@ def test_serve_refuses_a_public_host_without_tokens(db_url: str) -> None:
 
     with pytest.raises(NotLoopbackError, match="no token exists"):
         serve(db_url, "0.0.0.0", _free_port())
+
+
+def test_openapi_documents_every_status_a_route_answers(client: TestClient) -> None:
+    """Found by the fuzz run (tests/test_server_fuzz.py): 404/409/410/412/413 were missing from the
+    schema, and 422 was documented as the framework's list while eventstore's own 422s carry a string."""
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    documented = {
+        ("/api/v2/assets/{asset_id}/state-store/{key}", "put"): {"404", "409", "412", "413", "422"},
+        ("/api/v2/assets/{asset_id}/state-store", "patch"): {"404", "409", "412", "413", "422"},
+        ("/api/v2/assets/{asset_id}/state-store", "get"): {"404", "422"},
+        ("/api/v2/assets/{asset_id}/state-as-of", "get"): {"404", "410", "422"},
+        ("/api/v2/assets/{asset_id}/state-restore", "post"): {"404", "409", "410", "422"},
+        ("/api/v2/assets", "post"): {"409", "413", "422"},
+        ("/execution/store/asset/by-name/value", "put"): {"404", "413", "422"},
+    }
+    for (path, method), statuses in documented.items():
+        assert statuses <= set(paths[path][method]["responses"]), (path, method)
+    asset_id = activate(client, "a")
+    own = client.put(state_url(asset_id, "k"), json={"value": None})
+    framework = client.get(state_url(asset_id), params={"limit": "x"})
+    assert own.status_code == framework.status_code == 422
+    assert isinstance(own.json()["detail"], str) and isinstance(framework.json()["detail"], list)
+    for answer in (own, framework):
+        UnprocessableResponse.model_validate(answer.json())
+    ref = paths["/api/v2/assets/{asset_id}/state-store/{key}"]["put"]["responses"]["422"]
+    assert ref["content"]["application/json"]["schema"]["$ref"].endswith("/UnprocessableResponse")

@@ -2,8 +2,9 @@
 
 How database calls stay off the event loop: routes without a body are plain `def`s, which FastAPI runs
 in its threadpool; routes with a body are `async def` only to read and parse it (never touching the
-database), then hand the database work to the threadpool with `run_in_threadpool`. The auth
-dependencies are plain `def`s too. No route calls the store from the event loop thread.
+database), then hand the database work to the threadpool with `run_in_threadpool`. The token check is a
+plain `def` too (GET of a key runs it inside its own `run_in_threadpool` call, with the read: one trip
+instead of two). No route calls the store from the event loop thread.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from eventstore.errors import StoreUnavailableError
 from eventstore.server import errors
 from eventstore.server.auth import Reader, TokenGate
-from eventstore.server.models import HealthResponse, UnavailableResponse
+from eventstore.server.models import HealthResponse, UnavailableResponse, UnprocessableResponse
 from eventstore.server.responses import JSONBody
 from eventstore.server.routes import assets, audit, execution, state, web
 from eventstore.store import Store, open_store
@@ -51,6 +52,7 @@ def create_app(store_or_url: Store | str) -> FastAPI:
         responses={
             401: {"description": "Missing, unknown or revoked token"},
             403: {"description": "The token's scope is too low"},
+            422: {"model": UnprocessableResponse, "description": "The request's content cannot be used"},
             503: {"model": UnavailableResponse, "description": "The database cannot be used"},
         },
     )

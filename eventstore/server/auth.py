@@ -2,8 +2,9 @@
 
 Every request looks its token up in the database (one indexed read), so all replicas on one database
 agree, and a revoke takes effect on the next request. While no token has ever been created, every
-request is accepted (and `serve` listens only on loopback). The dependencies are plain `def`s: FastAPI
-runs them in its threadpool, so the lookup never blocks the event loop.
+request is accepted (and `serve` listens only on loopback). The token check (`requires`, `authorize`) is
+a plain `def`, run in FastAPI's threadpool, so the lookup never blocks the event loop; the writer
+dependency only parses a header, so it is `async` and costs no trip to the threadpool.
 """
 
 import json
@@ -48,26 +49,33 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+"""The bearer token a request carries, unchecked (no database call): for a route that calls `authorize`
+itself, in the same trip to the threadpool as its own database work (GET of a key, the hot read)."""
+
+
+def authorize(request: Request, credentials: HTTPAuthorizationCredentials | None, scope: Scope) -> Caller:
+    """The caller, if their token has at least `scope`; 401/403 otherwise. Calls the database: run it in
+    the threadpool."""
+    gate: TokenGate = request.app.state.token_gate
+    if credentials is not None and credentials.credentials:
+        info = authenticate(gate.store, credentials.credentials)
+        if info is not None:
+            if info.scope < scope:
+                raise HTTPException(403, f"Token {info.name!r} has scope {info.scope}; this needs {scope}")
+            return Caller(info.name)
+    if gate.closed():
+        if credentials is None:
+            raise _unauthorized("This server needs a token: send Authorization: Bearer <token>")
+        raise _unauthorized("The token is unknown or revoked")
+    return Caller(None)
+
+
 def requires(scope: Scope) -> Any:
     """A dependency that admits a caller whose token has at least `scope` (401/403 otherwise)."""
 
-    def check(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> Caller:
-        gate: TokenGate = request.app.state.token_gate
-        if credentials is not None and credentials.credentials:
-            info = authenticate(gate.store, credentials.credentials)
-            if info is not None:
-                if info.scope < scope:
-                    raise HTTPException(
-                        403, f"Token {info.name!r} has scope {info.scope}; this needs {scope}"
-                    )
-                return Caller(info.name)
-        if gate.closed():
-            if credentials is None:
-                raise _unauthorized("This server needs a token: send Authorization: Bearer <token>")
-            raise _unauthorized("The token is unknown or revoked")
-        return Caller(None)
+    def check(request: Request, credentials: Credentials) -> Caller:
+        return authorize(request, credentials, scope)
 
     return check
 
@@ -107,9 +115,10 @@ def _no_constant(name: str) -> Any:
 
 
 def writer_dependency(scope: Scope) -> Any:
-    """A dependency giving the writer of a write route that needs `scope`."""
+    """A dependency giving the writer of a write route that needs `scope`. `async`: it only parses a
+    header (the token lookup is in `requires`), so it needs no trip to the threadpool."""
 
-    def writer(
+    async def writer(
         caller: Annotated[Caller, Depends(requires(scope))],
         eventstore_writer: Annotated[str | None, Header(alias="Eventstore-Writer")] = None,
     ) -> Writer:

@@ -19,6 +19,7 @@ from eventstore.errors import (
     StoreUnavailableError,
     VersionConflictError,
 )
+from eventstore.server.models import ErrorResponse
 from eventstore.server.responses import JSONBody
 
 logger = logging.getLogger("eventstore.server")
@@ -34,6 +35,20 @@ class BodyTooLargeError(StateStoreError):
 
 class UnprocessableError(StateStoreError):
     """A request that is well-formed HTTP but whose content cannot be used (422)."""
+
+
+MEANINGS = {
+    404: "Unknown asset (or key)",
+    409: "The asset is inactive (no writes), or its name or uri is used by another active asset",
+    410: "Compaction removed the events this point needs",
+    412: "If-Match names a version the asset has moved on from; nothing was written",
+    413: "The request body is over the size cap",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route that may answer these error statuses, for /openapi.json."""
+    return {status: {"model": ErrorResponse, "description": MEANINGS[status]} for status in statuses}
 
 
 def _detail(status: int, detail: Any, **extra: Any) -> JSONBody:

@@ -169,6 +169,18 @@ class ErrorResponse(BaseModel):
     detail: Any
 
 
+class ValidationProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class UnprocessableResponse(BaseModel):
+    """A 422: the problems the framework's validation found, or eventstore's message."""
+
+    detail: list[ValidationProblem] | str
+
+
 class UnavailableResponse(BaseModel):
     detail: str
     outcome: Literal["not_applied", "unknown"]

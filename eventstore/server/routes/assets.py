@@ -9,7 +9,7 @@ from eventstore.assets import Asset
 from eventstore.server.auth import AdminWriter, Reader
 from eventstore.server.body import parsed, request_body_schema
 from eventstore.server.deps import AssetId, Limit, Offset, asset_json, clamp, store_of
-from eventstore.server.errors import UnprocessableError
+from eventstore.server.errors import UnprocessableError, documented
 from eventstore.server.models import AssetBody, AssetCollection, AssetResponse
 from eventstore.server.responses import JSONBody
 
@@ -36,7 +36,12 @@ async def _asset_body(request: Request) -> AssetBody:
     return await parsed(request, AssetBody, 64 * 1024)
 
 
-@router.post("", response_model=AssetResponse, openapi_extra=request_body_schema(AssetBody))
+@router.post(
+    "",
+    response_model=AssetResponse,
+    responses=documented(409, 413),
+    openapi_extra=request_body_schema(AssetBody),
+)
 async def activate_asset(request: Request, writer: AdminWriter) -> JSONBody:
     """Activate an asset, registering it if new (idempotent); 409 if another active asset has its name
     or uri. The body is read here; the database calls run in the threadpool."""
@@ -54,7 +59,7 @@ async def activate_asset(request: Request, writer: AdminWriter) -> JSONBody:
     return await run_in_threadpool(activate)
 
 
-@router.post("/{asset_id}/deactivate", status_code=204, response_class=Response)
+@router.post("/{asset_id}/deactivate", status_code=204, response_class=Response, responses=documented(404))
 def deactivate_asset(request: Request, asset_id: AssetId, writer: AdminWriter) -> Response:
     """Hide the asset's state until it is activated again or compacted; a no-op if inactive."""
     store = store_of(request)

@@ -23,7 +23,7 @@ from eventstore.server.deps import (
     store_of,
     utc,
 )
-from eventstore.server.errors import InactiveAssetError, UnprocessableError
+from eventstore.server.errors import InactiveAssetError, UnprocessableError, documented
 from eventstore.server.models import (
     ChangeCollection,
     CompactionResponse,
@@ -46,7 +46,7 @@ def _one_point(at: datetime | None, position: int | None) -> tuple[datetime | No
     return utc(at), position
 
 
-@router.get("/assets/{asset_id}/state-history", response_model=ChangeCollection)
+@router.get("/assets/{asset_id}/state-history", response_model=ChangeCollection, responses=documented(404))
 def state_history(
     request: Request,
     asset_id: AssetId,
@@ -62,12 +62,17 @@ def state_history(
     `since` inclusive, `until` exclusive; `total_entries` counts them before paging."""
     store = store_of(request)
     asset = store.asset_info(asset_id).asset
-    changes = store.history(asset, key, since=utc(since), until=utc(until), newest_first=newest_first)
-    page = changes[offset : offset + clamp(limit)]
-    return JSONBody({"changes": [change_json(c) for c in page], "total_entries": len(changes)})
+    start, end = utc(since), utc(until)
+    page = store.history(
+        asset, key, since=start, until=end, limit=clamp(limit), offset=offset, newest_first=newest_first
+    )
+    total = store.count_history(asset, key, since=start, until=end)
+    return JSONBody({"changes": [change_json(c) for c in page], "total_entries": total})
 
 
-@router.get("/assets/{asset_id}/state-as-of", response_model=StateAsOfResponse)
+@router.get(
+    "/assets/{asset_id}/state-as-of", response_model=StateAsOfResponse, responses=documented(404, 410)
+)
 def state_as_of(
     request: Request,
     asset_id: AssetId,
@@ -104,7 +109,11 @@ def state_events(
     return JSONBody({"events": [event_json(e) for e in events], "last_position": last})
 
 
-@router.post("/assets/{asset_id}/state-restore", response_model=RestoreResponse)
+@router.post(
+    "/assets/{asset_id}/state-restore",
+    response_model=RestoreResponse,
+    responses=documented(404, 409, 410),
+)
 def state_restore(
     request: Request,
     asset_id: AssetId,

@@ -14,6 +14,7 @@ from eventstore.errors import AssetNotActiveError
 from eventstore.server.auth import Reader, TaskWriter
 from eventstore.server.body import body_cap, checked_key, encoded, parsed, request_body_schema
 from eventstore.server.deps import store_of
+from eventstore.server.errors import documented
 from eventstore.server.models import ValueBody, ValueResponse
 from eventstore.server.responses import JSONBody
 from eventstore.store import Store
@@ -30,10 +31,10 @@ def _not_found(field: str, value: str) -> HTTPException:
 
 
 def _resolve(store: Store, field: str, value: str) -> Asset:
-    found = store.assets(True, name=value) if field == "name" else store.assets(True, uri=value)
-    if not found:
+    found = store.active_asset(name=value) if field == "name" else store.active_asset(uri=value)
+    if found is None:
         raise _not_found(field, value)
-    return found[0].asset
+    return found
 
 
 def _get(store: Store, field: str, value: str, key: str) -> JSONBody:
@@ -72,13 +73,14 @@ async def _put(request: Request, field: str, value: str, key: str, writer: Write
     return await run_in_threadpool(_write, store, field, value, writer, sets={key: text})
 
 
-Value: dict[str, Any] = {"response_model": ValueResponse, "responses": {404: {}}}
+Value: dict[str, Any] = {"response_model": ValueResponse, "responses": documented(404)}
 Put: dict[str, Any] = {
     "status_code": 204,
     "response_class": Response,
+    "responses": documented(404, 413),
     "openapi_extra": request_body_schema(ValueBody),
 }
-Delete: dict[str, Any] = {"status_code": 204, "response_class": Response}
+Delete: dict[str, Any] = {"status_code": 204, "response_class": Response, "responses": documented(404)}
 
 
 @router.get("/by-name/value", **Value)

@@ -10,17 +10,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from eventstore import codec
 from eventstore.errors import AssetNotActiveError, AssetNotFoundError
-from eventstore.server.auth import Reader, TaskWriter
+from eventstore.server.auth import Credentials, Reader, TaskWriter, authorize
 from eventstore.server.body import body_cap, checked_key, encoded, parsed, request_body_schema
 from eventstore.server.deps import AssetId, Limit, Offset, clamp, entry_json, store_of
-from eventstore.server.errors import InactiveAssetError, UnprocessableError
+from eventstore.server.errors import InactiveAssetError, UnprocessableError, documented
 from eventstore.server.models import PatchBody, StateCollection, StateEntryResponse, ValueBody
 from eventstore.server.responses import JSONBody
 from eventstore.store import Store
+from eventstore.tokens import Scope
 from eventstore.writers import Writer
 
 router = APIRouter(prefix="/api/v2/assets/{asset_id}/state-store", tags=["Asset State Store"])
@@ -44,7 +46,7 @@ def _not_writable(name: str) -> InactiveAssetError:
     )
 
 
-@router.get("", response_model=StateCollection)
+@router.get("", response_model=StateCollection, responses=documented(404))
 def list_state(
     request: Request, asset_id: AssetId, caller: Reader, limit: Limit | None = None, offset: Offset = 0
 ) -> JSONBody:
@@ -54,15 +56,22 @@ def list_state(
     return JSONBody({"asset_state_store": items, "total_entries": page.total})
 
 
-@router.get("/{key:path}", response_model=StateEntryResponse, responses={404: {}})
-def get_state(request: Request, asset_id: AssetId, key: str, caller: Reader) -> JSONBody:
-    """One key, with `ETag: "<asset version>"` for a conditional write."""
+@router.get("/{key:path}", response_model=StateEntryResponse, responses=documented(404))
+async def get_state(request: Request, asset_id: AssetId, key: str, credentials: Credentials) -> JSONBody:
+    """One key, with `ETag: "<asset version>"` for a conditional write. Needs the read scope."""
+    # The hot read: the token check and the read share one trip to the threadpool (docs/performance.md).
+    return await run_in_threadpool(_get_state, request, credentials, asset_id, key)
+
+
+def _get_state(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, asset_id: int, key: str
+) -> JSONBody:
+    authorize(request, credentials, Scope.READ)
     checked_key(key)
-    page = store_of(request).entries(asset_id, [key])
-    if not page.entries:
+    entry, version = store_of(request).entry(asset_id, key)
+    if entry is None:
         raise AssetNotFoundError(f"Asset state store key {key!r} not found")
-    entry = page.entries[0]
-    return JSONBody(entry_json(entry, codec.decode(entry.value)), headers={"ETag": f'"{page.version}"'})
+    return JSONBody(entry_json(entry, codec.decode(entry.value)), headers={"ETag": f'"{version}"'})
 
 
 def _write(
@@ -99,7 +108,11 @@ def _write(
 
 
 @router.put(
-    "/{key:path}", status_code=204, response_class=Response, openapi_extra=request_body_schema(ValueBody)
+    "/{key:path}",
+    status_code=204,
+    response_class=Response,
+    responses=documented(404, 409, 412, 413),
+    openapi_extra=request_body_schema(ValueBody),
 )
 async def set_state(
     request: Request, asset_id: AssetId, key: str, writer: TaskWriter, if_match: IfMatch = None
@@ -115,7 +128,7 @@ async def set_state(
     )
 
 
-@router.delete("/{key:path}", status_code=204, response_class=Response)
+@router.delete("/{key:path}", status_code=204, response_class=Response, responses=documented(404, 412))
 def delete_state(
     request: Request, asset_id: AssetId, key: str, writer: TaskWriter, if_match: IfMatch = None
 ) -> Response:
@@ -125,7 +138,7 @@ def delete_state(
     return _write(store_of(request), asset_id, writer, sets={}, deletes=[key], clear=False, version=version)
 
 
-@router.delete("", status_code=204, response_class=Response)
+@router.delete("", status_code=204, response_class=Response, responses=documented(404, 412))
 def clear_state(
     request: Request, asset_id: AssetId, writer: TaskWriter, if_match: IfMatch = None
 ) -> Response:
@@ -134,7 +147,13 @@ def clear_state(
     return _write(store_of(request), asset_id, writer, sets={}, deletes=[], clear=True, version=version)
 
 
-@router.patch("", status_code=204, response_class=Response, openapi_extra=request_body_schema(PatchBody))
+@router.patch(
+    "",
+    status_code=204,
+    response_class=Response,
+    responses=documented(404, 409, 412, 413),
+    openapi_extra=request_body_schema(PatchBody),
+)
 async def patch_state(
     request: Request, asset_id: AssetId, writer: TaskWriter, if_match: IfMatch = None
 ) -> Response:
