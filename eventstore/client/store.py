@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -222,7 +223,8 @@ class RemoteStore:
         _check_asset(asset)
         if keys is not None:
             keys = [codec.check_key(key) for key in keys]
-        return self._read(asset, keys)
+        read = self._read(asset, keys)
+        return VersionedState(read.values, read.version)
 
     def set_value(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
         """One `set` event: a PUT. Never repeated once sent (OutcomeUnknownError if no answer came)."""
@@ -235,18 +237,39 @@ class RemoteStore:
 
     def change(self, asset: Asset, writer: Writer, keys: Sequence[str] | None, decide: Decide) -> None:
         """Read the current texts of `keys` with the asset's version, let `decide` turn them into events,
-        write them only if the version is still that one (If-Match); on 412 read and decide again."""
+        write them only if the version is still that one (If-Match); on 412 read and decide again.
+
+        A decision that sets keys is sent straight after a one-request read of a single key (the GET's
+        ETag): the server refuses to set keys of an inactive asset (409), and If-Match guarantees the
+        asset is still at the version that was read, so a landed write was decided on the state of an
+        active asset. Deletes and clears are also accepted on inactive assets by the REST API, so those
+        decisions are written only at a version at which the asset is known to be active."""
+        _check_asset(asset)
+        if keys is not None:
+            keys = [codec.check_key(key) for key in keys]
         attempt = 0
         while True:
-            state = self.read_state(asset, keys)
+            started = time.monotonic()
+            state = self._read(asset, keys, verified=False)
             pending = decide(state.values)
             if not pending:
-                return
-            if self._conditional(asset, writer, *_decided(pending), state.version) is not None:
+                if state.verified:
+                    return
+                state = self._read(asset, keys)  # nothing to write: the read itself must be exact
+                if not decide(state.values):
+                    return
+                continue
+            sets, deletes, clear = _decided(pending)
+            if not sets and not state.verified and not self._active_at_version(asset, state.version):
+                continue  # the asset moved on meanwhile: read and decide again
+            if self._conditional(asset, writer, sets, deletes, clear, state.version) is not None:
                 return
             self._http.count("conflicts")
-            # Another writer came first. A short random pause spreads contending writers apart.
-            time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+            # Another writer came first. A random pause of up to 2^n times what this read and write
+            # took (exponential backoff on the scale of the server's own write time) spreads the
+            # contending writers apart, so that each of them mostly lands on its next try.
+            took = time.monotonic() - started
+            time.sleep(random.uniform(0, min(1.0, took * 2 ** (attempt + 1))))
             attempt += 1
 
     def write(
@@ -409,13 +432,16 @@ class RemoteStore:
 
     # --- reads ---------------------------------------------------------------------------------------
 
-    def _read(self, asset: Asset, keys: list[str] | None) -> VersionedState:
+    def _read(self, asset: Asset, keys: list[str] | None, *, verified: bool = True) -> _Read:
         """The values of `keys` (all if None) at one version at which the asset was active.
 
         A read is trusted when it is bracketed by that version: known active at version v before, and
         the key's ETag (or the asset's version read after) still v. Every change, activation and
         deactivation included, moves the version on, so nothing happened in between. Otherwise, read
-        again (another writer was quicker)."""
+        again (another writer was quicker).
+
+        With `verified=False`, a single key that exists is returned with its ETag after one request,
+        without checking that the asset is active (`_Read.verified` says which it was)."""
         while True:
             known = self._active_at.get(asset)
             if known is None:
@@ -424,19 +450,23 @@ class RemoteStore:
             if keys is not None and len(keys) == 1:
                 [key] = keys
                 text, tag = self._read_key(asset, asset_id, key)
-                if text is not None and tag == known:
-                    return VersionedState({key: text}, known)
+                if text is not None and tag is not None and (tag == known or not verified):
+                    return _Read({key: text}, tag, tag == known)
                 after = self._active_info(asset).version
                 if text is not None and tag == after:
-                    return VersionedState({key: text}, after)
+                    return _Read({key: text}, after, True)
                 if text is None and after == known:
-                    return VersionedState({}, known)
+                    return _Read({}, known, True)
                 continue
             values = self._read_all(asset, asset_id)
             if keys is not None:
                 values = {key: values[key] for key in keys if key in values}
             if self._active_info(asset).version == known:
-                return VersionedState(values, known)
+                return _Read(values, known, True)
+
+    def _active_at_version(self, asset: Asset, version: int) -> bool:
+        """True if the asset is active at `version`; False if it has moved on; AssetNotActiveError."""
+        return self._active_at.get(asset) == version or self._active_info(asset).version == version
 
     def _read_key(self, asset: Asset, asset_id: int, key: str) -> tuple[str | None, int | None]:
         path = f"/api/v2/assets/{asset_id}/state-store/{records.key_path(key)}"
@@ -592,6 +622,15 @@ class RemoteStore:
         self._ids.pop(asset, None)
         self._active_at.pop(asset, None)
         return error
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """Values read at a version; `verified`: the asset is known to have been active at that version."""
+
+    values: dict[str, str]
+    version: int
+    verified: bool
 
 
 def _check_asset(asset: object) -> None:
