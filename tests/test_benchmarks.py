@@ -68,3 +68,19 @@ def test_interleave_rotates_the_order() -> None:
     samples = interleave({name: variant(name) for name in "abc"}, reps=3)
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert samples == {"a": [1.0] * 3, "b": [1.0] * 3, "c": [1.0] * 3}
+
+
+@pytest.mark.slow
+def test_the_client_measurements_run_on_sqlite(tmp_path: Path) -> None:
+    from benchmarks import client
+
+    db = databases.create("sqlite", "bench_client", workdir=tmp_path)
+    try:
+        open_store(db.url).close()
+        found = client.measure(db, set_ops=3, get_ops=3, update_ops=3, reps=2, warmup=1)
+    finally:
+        databases.drop(db)
+    assert set(found.samples) == {"set client", "set raw", "get client", "get raw"}
+    assert all(len(s) == 2 and all(x > 0 for x in s) for s in found.samples.values())
+    assert found.lost_updates == 0
+    assert len(found.retries_per_op) == 2 and all(r >= 0 for r in found.retries_per_op)
