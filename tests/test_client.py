@@ -294,7 +294,15 @@ def test_writes_to_an_asset_deactivated_by_someone_else_are_refused(remote_store
     assert state.get("a") == 1  # the client now knows ORDERS active at this version
     with connect(remote_store.url) as other:
         other.deactivate(ORDERS)
-    for call in (lambda: state.get("a"), lambda: state.delete("a"), state.clear, lambda: state.set("a", 3)):
+    calls = [
+        lambda: state.get("a"),
+        lambda: state.delete("a"),
+        state.clear,
+        lambda: state.set("a", 3),
+        lambda: state.update("a", lambda n: n + 1),
+        lambda: state.set_many({"a": 4}),
+    ]
+    for call in calls:
         with pytest.raises(AssetNotActiveError, match="deactivated"):
             call()
     assert remote_store.state_as_of(ORDERS, position=10**6) == {"a": 1, "b": 2}

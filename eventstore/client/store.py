@@ -294,7 +294,12 @@ class RemoteStore:
         if clear and (values or removed):
             raise ValueError("A remote write cannot combine clear with sets or deletes; write them apart")
         if expected_version is not None:
-            self._active_info(asset)
+            current = self._active_info(asset).version  # active, and at which version
+            if current != expected_version:
+                raise VersionConflictError(
+                    f"{asset!r} is at version {current}, not {expected_version}: another write came first. "
+                    "Read the state again, and write again if the change still holds."
+                )
             new = self._conditional(asset, writer, values, removed, clear, expected_version, strict=True)
             assert new is not None
             return new
