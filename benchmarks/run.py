@@ -22,13 +22,14 @@ import sqlalchemy as sa
 from rich.console import Console
 
 from benchmarks import bulk, concurrency, databases, peer, readwrite, replay, rest, targets
+from benchmarks import client as remote_client
 from benchmarks.databases import DbName
 from benchmarks.report import DatabaseReport, render, write_json
 from benchmarks.stats import Stats, paired_ratio
 from eventstore import open_store
 
 RESULTS = Path(__file__).parent / "results"
-SECTIONS = ("setget", "concurrency", "rest", "replay")
+SECTIONS = ("setget", "concurrency", "rest", "replay", "client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,9 @@ class Sizes:
     busy_write_rate: float  # writes per second
     rest_ops: int  # requests per variant per repetition, one client
     rest_seconds: float  # per variant per repetition, 16 clients
+    client_set_ops: int = 300  # the HTTP client vs raw httpx, ops per variant per repetition
+    client_get_ops: int = 1_000
+    client_update_ops: int = 100  # per process, 8 processes, per repetition
 
 
 FULL = Sizes(
@@ -64,6 +68,9 @@ FULL = Sizes(
     rest_seconds=3.0,
 )
 QUICK = Sizes(
+    client_set_ops=40,
+    client_get_ops=100,
+    client_update_ops=10,
     reps=5,
     set_ops=200,
     get_ops=1_000,
@@ -297,6 +304,40 @@ def rest_section(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseRepo
     )
 
 
+def client(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseReport) -> None:
+    """The HTTP client against raw httpx on the same routes of one `eventstore serve`, and 8 updaters."""
+    found = remote_client.measure(
+        db,
+        set_ops=sizes.client_set_ops,
+        get_ops=sizes.client_get_ops,
+        update_ops=sizes.client_update_ops,
+        reps=sizes.reps,
+    )
+    s = found.samples
+    section = "client"
+    report.add("client.set", section, "client state.set (PUT)", "µs/op", _stats(s["set client"]))
+    report.add("client.set_raw", section, "raw httpx PUT, same route", "µs/op", _stats(s["set raw"]))
+    ratio = paired_ratio(s["set client"], s["set raw"])
+    report.add("client.set_ratio", section, "set: client / raw httpx", "×", ratio)
+    report.add("client.get", section, "client state.get (GET)", "µs/op", _stats(s["get client"]))
+    report.add("client.get_raw", section, "raw httpx GET, same route", "µs/op", _stats(s["get raw"]))
+    ratio = paired_ratio(s["get client"], s["get raw"])
+    report.add("client.get_ratio", section, "get: client / raw httpx", "×", ratio)
+    n = f"{remote_client.UPDATERS} processes × {sizes.client_update_ops} update(+1), one key"
+    report.add("client.updates", section, n, "ops/s", _stats(found.updates_per_second))
+    report.add(
+        "client.retries",
+        section,
+        "remote update: 412 retries per op",
+        "retries/op",
+        _stats(found.retries_per_op),
+        "each retry is one more GET and conditional PATCH",
+    )
+    report.check(
+        "remote updates lost nothing", found.lost_updates == 0, f"counter off by {found.lost_updates}"
+    )
+
+
 def replays(db_kind: DbName, sizes: Sizes, report: DatabaseReport, keep: bool, console: Console) -> None:
     db = databases.create(db_kind, "eventstore_bench_large")
     try:
@@ -497,6 +538,8 @@ def run_database(
             _guarded(report, console, "REST", lambda: rest_section(db, sizes, report))
         if "replay" in sections:
             _guarded(report, console, "replay", lambda: replays(kind, sizes, report, keep, console))
+        if "client" in sections:
+            _guarded(report, console, "client", lambda: client(db, sizes, report))
     finally:
         if not keep:
             databases.drop(db)

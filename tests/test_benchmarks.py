@@ -81,3 +81,19 @@ def test_rest_measurements_run_on_sqlite(tmp_path: Path) -> None:
     assert set(found.throughput) == {"noop get", "rest get", "rest put"}
     for samples in (*found.latency.values(), *found.throughput.values(), *found.loop_ms.values()):
         assert samples and all(sample > 0 for sample in samples)
+
+
+@pytest.mark.slow
+def test_the_client_measurements_run_on_sqlite(tmp_path: Path) -> None:
+    from benchmarks import client
+
+    db = databases.create("sqlite", "bench_client", workdir=tmp_path)
+    try:
+        open_store(db.url).close()
+        found = client.measure(db, set_ops=3, get_ops=3, update_ops=3, reps=2, warmup=1)
+    finally:
+        databases.drop(db)
+    assert set(found.samples) == {"set client", "set raw", "get client", "get raw"}
+    assert all(len(s) == 2 and all(x > 0 for x in s) for s in found.samples.values())
+    assert found.lost_updates == 0
+    assert len(found.retries_per_op) == 2 and all(r >= 0 for r in found.retries_per_op)

@@ -10,6 +10,8 @@ import pytest
 from eventstore import Asset, AssetNotActiveError, Store, StoreUnavailableError, Writer
 from eventstore.database import Database
 
+pytestmark = pytest.mark.both_stores
+
 orders = Asset("orders", uri="s3://data/orders/")
 customers = Asset("customers")
 SHORTHAND = "concrete inlets and outlets — use context['asset_state_store'][MY_ASSET] to specify which"

@@ -13,6 +13,8 @@ from eventstore import Asset, AssetNotFoundError, CompactedError, Op, Store, sch
 from eventstore.ordering import ordering_for
 from projections import snapshots
 
+pytestmark = pytest.mark.both_stores
+
 ORDERS = Asset("orders", "s3://data/orders/")
 OTHER = Asset("other")
 

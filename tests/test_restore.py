@@ -22,9 +22,12 @@ from eventstore.protocol import VersionedState
 from projections import snapshots
 from tests.test_invariants import ASSETS, KEYS, StoreMachine, run_on
 
+pytestmark = pytest.mark.both_stores
+
 ORDERS = Asset("orders", "s3://data/orders/")
 
 
+@pytest.mark.local_only  # a REST write records the token's name, not a cli writer (tests/test_client.py)
 def test_restore_appends_the_sets_and_deletes_that_rewind_the_state(store: Store) -> None:
     store.activate(ORDERS)
     state = store.asset(ORDERS)

@@ -23,6 +23,8 @@ from eventstore import (
 )
 from tests.logcheck import LogInspector, fold_log
 
+pytestmark = pytest.mark.both_stores
+
 orders = Asset("orders", uri="s3://data/orders/")
 
 
@@ -108,6 +110,7 @@ def test_every_event_records_its_writer(store: Store) -> None:
     assert writers[0].kind is WriterKind.TASK and writers[0].map_index == 3 and writers[0].try_number == 2
 
 
+@pytest.mark.local_only  # over REST the server records the token's name (tests/test_client.py)
 def test_the_user_who_acted_is_recorded_with_every_write_path(store: Store) -> None:
     store.activate(orders, Writer.cli(user="alice"))
     store.asset(orders, Writer.api(user="token-a")).set("a", 1)  # the one-statement set where there is one

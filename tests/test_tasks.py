@@ -9,6 +9,8 @@ import pytest
 
 from eventstore import Asset, Store, Writer, task
 
+pytestmark = pytest.mark.both_stores
+
 orders = Asset("orders", uri="s3://data/orders/")
 customers = Asset("customers")
 

@@ -53,3 +53,13 @@ def set_one_key(url: str, worker: int, times: int) -> None:
         state = store.asset(SHARED, Writer.watcher())
         for i in range(times):
             state.set("k", f"{worker}-{i}")
+
+
+def remote_increment(server_url: str, times: int) -> None:
+    """`update(+1)` through the HTTP client, as a worker holding no database credentials would."""
+    from eventstore.client import connect
+
+    with connect(server_url) as remote:
+        state = remote.asset(COUNTER, Writer.task("dag", "run", "increment"))
+        for _ in range(times):
+            state.update("n", lambda n: n + 1, default=0)
