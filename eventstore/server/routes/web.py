@@ -40,6 +40,7 @@ from eventstore.server.deps import (
     store_of,
     writer_json,
 )
+from eventstore.server.errors import documented
 from eventstore.server.models import ChangeResponse, WriterResponse
 from eventstore.server.responses import JSONBody
 from eventstore.tokens import authenticate
@@ -192,7 +193,10 @@ def asset_overview(
 
 
 @router.get(
-    "/api/v2/assets/{asset_id}/state-timeline", response_model=TimelineResponse, tags=["Audit and replay"]
+    "/api/v2/assets/{asset_id}/state-timeline",
+    response_model=TimelineResponse,
+    tags=["Audit and replay"],
+    responses=documented(404),
 )
 def state_timeline(
     request: Request,
@@ -235,7 +239,10 @@ def state_timeline(
 
 
 @router.get(
-    "/api/v2/assets/{asset_id}/key-changes", response_model=KeyChangesResponse, tags=["Audit and replay"]
+    "/api/v2/assets/{asset_id}/key-changes",
+    response_model=KeyChangesResponse,
+    tags=["Audit and replay"],
+    responses=documented(404),
 )
 def key_changes(
     request: Request,
