@@ -82,7 +82,7 @@ QUICK = Sizes(
     busy_events_each=100,
     busy_idle_seconds=1.0,
     busy_write_rate=100.0,
-    rest_ops=300,
+    rest_ops=200,
     rest_seconds=1.0,
 )
 
