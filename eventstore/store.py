@@ -294,6 +294,8 @@ class Store:
         With `key`: that key's sets and deletes, and every clear that removed it. `since` inclusive,
         `until` exclusive; `offset` skips the first N in the chosen order, `limit` keeps the next N.
         """
+        if offset < 0:
+            raise ValueError(f"offset must be 0 or more, not {offset}")
 
         def read(conn: Connection) -> list[Change]:
             asset_id = self._known_id(conn, asset)

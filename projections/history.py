@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from itertools import islice
@@ -86,7 +87,8 @@ def history(
     if bounds is None:
         return []
     low, high = bounds
-    stop = None if limit is None else offset + limit
+    # islice takes no index beyond sys.maxsize; no page reaches that far anyway.
+    stop = None if limit is None else min(offset + limit, sys.maxsize)
     page = _PAGE if stop is None else min(_PAGE, stop)
     stream = _events.c.asset_id == asset_id
     if key is None:
