@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint databases chromium bench bench-web clean airflow-venv test-airflow
+.PHONY: demo test lint databases chromium bench bench-web reliability clean airflow-venv test-airflow
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,8 @@ chromium:
 	bash scripts/ensure-chromium
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check eventstore projections tests benchmarks
-	$(BIN)/ruff format --check eventstore projections tests benchmarks
+	$(BIN)/ruff check eventstore projections tests benchmarks reliability
+	$(BIN)/ruff format --check eventstore projections tests benchmarks reliability
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -60,6 +60,12 @@ bench: $(INSTALLED) databases
 # The web page with big histories (benchmarks/web.py): render times in headless Chromium, each under 1 s.
 bench-web: $(INSTALLED) chromium
 	$(BIN)/python -m benchmarks.web $(BENCH_WEB_ARGS)
+
+# The long reliability runs (reliability/, docs/reliability.md): kill -9, database restarts, load.
+# `make test` runs a short version of each. RELIABILITY_ARGS picks runs and options, e.g.
+# `make reliability RELIABILITY_ARGS="kill -- --db postgres"`.
+reliability: $(INSTALLED) databases
+	$(BIN)/python -m reliability $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
