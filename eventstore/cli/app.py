@@ -24,8 +24,9 @@ from rich.table import Table
 
 from eventstore.assets import Asset
 from eventstore.codec import JSON
-from eventstore.events import Change, Event
+from eventstore.events import Change
 from eventstore.store import DEFAULT_URL, Store, open_store, store_url
+from eventstore.wire import time_text
 from eventstore.writers import Writer
 
 
@@ -121,12 +122,8 @@ def cli_writer() -> Writer:
 
 
 def format_time(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with microseconds and a Z: `2024-06-01T08:15:00.123456Z`."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with microseconds and a Z (`eventstore.wire.time_text`); None for none."""
+    return None if moment is None else time_text(moment)
 
 
 def parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -173,18 +170,6 @@ def parse_json(text: str) -> JSON:
     return value
 
 
-def writer_dict(writer: Writer) -> dict[str, Any]:
-    return {
-        "kind": writer.kind.value,
-        "dag_id": writer.dag_id,
-        "run_id": writer.run_id,
-        "task_id": writer.task_id,
-        "map_index": writer.map_index,
-        "try_number": writer.try_number,
-        "user": writer.user,
-    }
-
-
 def writer_text(writer: Writer) -> str:
     """A writer for people: a task's dag, run and `task[map_index] try n` on three lines; `cli (alice)`."""
     if writer.task_id:
@@ -193,34 +178,6 @@ def writer_text(writer: Writer) -> str:
     else:
         text = writer.kind.value
     return f"{text} ({writer.user})" if writer.user else text
-
-
-def change_dict(change: Change) -> dict[str, Any]:
-    """A Change as JSON, with its field names."""
-    return {
-        "position": change.position,
-        "version": change.version,
-        "recorded_at": format_time(change.recorded_at),
-        "op": change.op.value,
-        "key": change.key,
-        "value": change.value,
-        "previous": change.previous,
-        "writer": writer_dict(change.writer),
-    }
-
-
-def event_dict(event: Event) -> dict[str, Any]:
-    """An Event as JSON, with its field names (`asset` as {name, uri})."""
-    return {
-        "position": event.position,
-        "version": event.version,
-        "recorded_at": format_time(event.recorded_at),
-        "asset": {"name": event.asset.name, "uri": event.asset.uri},
-        "op": event.op.value,
-        "key": event.key,
-        "value": event.value,
-        "writer": writer_dict(event.writer),
-    }
 
 
 def shown(value: JSON) -> str:

@@ -10,11 +10,9 @@ import click
 from eventstore.cli.app import (
     asset_of,
     asset_options,
-    change_dict,
     changes_table,
     cli_writer,
     console,
-    event_dict,
     format_time,
     parse_time,
     print_json,
@@ -23,6 +21,7 @@ from eventstore.cli.app import (
     table,
     writer_text,
 )
+from eventstore.wire import change_json, event_json
 
 JSON_HELP = "Print JSON for scripts instead of a table."
 
@@ -78,7 +77,7 @@ def history(
         asset_of(name, uri), key, since=since, until=until, limit=limit, newest_first=newest_first
     )
     if as_json:
-        print_json([change_dict(change) for change in changes])
+        print_json([change_json(change) for change in changes])
         return
     console().print(changes_table(changes))
 
@@ -121,7 +120,7 @@ def events(ctx: click.Context, after: int, limit: int, as_json: bool) -> None:
     """
     found = store_for(ctx).events(after=after, limit=limit)
     if as_json:
-        print_json([event_dict(event) for event in found])
+        print_json([event_json(event) for event in found])
         return
     shown_events = table("pos", "recorded at (UTC)", "asset", "op", "key", "value", "writer")
     for event in found:
@@ -166,7 +165,7 @@ def restore(
         asset_of(name, uri), at=at, position=position, writer=cli_writer(), dry_run=dry_run
     )
     if as_json:
-        print_json([change_dict(change) for change in changes])
+        print_json([change_json(change) for change in changes])
         return
     if not changes:
         click.echo(f"{name} is already in that state: nothing to restore")

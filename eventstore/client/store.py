@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from eventstore import codec, context, tasks
+from eventstore import codec, context, tasks, wire
 from eventstore.accessor import AssetState
 from eventstore.assets import Asset, AssetInfo
 from eventstore.client import records
@@ -136,7 +136,7 @@ class RemoteStore:
         if response.status_code == 409:
             raise AssetConflictError(detail_of(response))
         _expect(response, 200)
-        info = records.asset_info(response.json())
+        info = wire.asset_info_from(response.json())
         self._ids[asset] = info.id
         self._active_at[asset] = info.version
 
@@ -164,7 +164,7 @@ class RemoteStore:
         found: list[AssetInfo] = []
         while True:
             body = self._get("/api/v2/assets", {**params, "limit": PAGE, "offset": len(found)})
-            page = [records.asset_info(a) for a in body["assets"]]
+            page = [wire.asset_info_from(a) for a in body["assets"]]
             found += page
             if len(page) < PAGE or len(found) >= body["total_entries"]:
                 return found
@@ -329,7 +329,7 @@ class RemoteStore:
             params["key"] = codec.check_key(key)
         for name, bound in (("since", since), ("until", until)):
             if bound is not None:
-                params[name] = records.iso(_aware(name, bound))
+                params[name] = wire.time_text(_aware(name, bound))
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit= must be an int >= 0 or None, got {limit!r}")
         asset_id = self._known_id(asset)
@@ -349,7 +349,7 @@ class RemoteStore:
             for item in page:
                 if item["position"] not in seen:
                     seen.add(item["position"])
-                    found.append(records.change(item))
+                    found.append(wire.change_from(item))
             if len(page) < size or offset >= body["total_entries"]:
                 break
         return found if limit is None else found[:limit]
@@ -378,7 +378,7 @@ class RemoteStore:
         while len(found) < limit:
             size = min(EVENTS_PAGE, limit - len(found))
             body = self._get("/api/v2/state-events", {"after": after, "limit": size})
-            page = [records.event(e) for e in body["events"]]
+            page = [wire.event_from(e) for e in body["events"]]
             found += page
             after = body["last_position"]
             if len(page) < size:
@@ -414,7 +414,7 @@ class RemoteStore:
         if response.status_code == 410:
             raise CompactedError(detail_of(response))
         _expect(response, 200)
-        return [records.change(c) for c in response.json()["changes"]]
+        return [wire.change_from(c) for c in response.json()["changes"]]
 
     def compact(self, *, dry_run: bool = False) -> CompactionReport:
         """Delete the events and view rows of every inactive asset past the server's grace period (an
@@ -582,7 +582,7 @@ class RemoteStore:
         """The server's record of the asset (None if it has never seen it); refreshes the caches."""
         body = self._get("/api/v2/assets", {"name": asset.name, "uri": asset.uri})
         for item in body["assets"]:
-            info = records.asset_info(item)
+            info = wire.asset_info_from(item)
             if info.name == asset.name and info.uri == asset.uri:
                 self._ids[asset] = info.id
                 if info.active:
@@ -673,7 +673,7 @@ def _point(at: datetime | None, position: int | None) -> dict[str, Any]:
     if at is not None:
         if not isinstance(at, datetime) or at.utcoffset() is None:
             raise ValueError(f"at= must be an aware datetime (with a timezone, e.g. UTC), got {at!r}")
-        return {"at": records.iso(at)}
+        return {"at": wire.time_text(at)}
     if isinstance(position, bool) or not isinstance(position, int) or position < 0:
         raise ValueError(f"position= must be a global position, an int >= 0, got {position!r}")
     return {"position": position}

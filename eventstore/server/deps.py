@@ -7,11 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 
-from eventstore.assets import AssetInfo
-from eventstore.events import Change, Event
 from eventstore.server.errors import UnprocessableError
 from eventstore.store import StateEntry, Store
-from eventstore.writers import Writer
+from eventstore.wire import time_text, writer_json
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -45,23 +43,7 @@ def utc(moment: datetime | None) -> datetime | None:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
-
-
-def asset_json(info: AssetInfo) -> dict[str, Any]:
-    return {"id": info.id, "name": info.name, "uri": info.uri, "active": info.active, "version": info.version}
-
-
-def writer_json(writer: Writer) -> dict[str, Any]:
-    return {
-        "kind": writer.kind.value,
-        "dag_id": writer.dag_id,
-        "run_id": writer.run_id,
-        "task_id": writer.task_id,
-        "map_index": writer.map_index,
-        "try_number": writer.try_number,
-        "user": writer.user,
-    }
+    return time_text(moment)
 
 
 def entry_json(entry: StateEntry, value: Any) -> dict[str, Any]:
@@ -70,37 +52,8 @@ def entry_json(entry: StateEntry, value: Any) -> dict[str, Any]:
         "key": entry.key,
         "value": value,
         "updated_at": iso(entry.updated_at),
+        # Airflow's shape: the writer without try_number and user.
         "last_updated_by": {
-            "kind": writer.kind.value,
-            "dag_id": writer.dag_id,
-            "run_id": writer.run_id,
-            "task_id": writer.task_id,
-            "map_index": writer.map_index,
+            name: value for name, value in writer_json(writer).items() if name not in ("try_number", "user")
         },
-    }
-
-
-def change_json(change: Change) -> dict[str, Any]:
-    return {
-        "position": change.position,
-        "version": change.version,
-        "recorded_at": iso(change.recorded_at),
-        "op": change.op.value,
-        "key": change.key,
-        "value": change.value,
-        "previous": change.previous,
-        "writer": writer_json(change.writer),
-    }
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "position": event.position,
-        "version": event.version,
-        "recorded_at": iso(event.recorded_at),
-        "op": event.op.value,
-        "key": event.key,
-        "value": event.value,
-        "writer": writer_json(event.writer),
-        "asset": {"name": event.asset.name, "uri": event.asset.uri},
     }

@@ -8,10 +8,11 @@ from starlette.concurrency import run_in_threadpool
 from eventstore.assets import Asset
 from eventstore.server.auth import AdminWriter, Reader
 from eventstore.server.body import parsed, request_body_schema
-from eventstore.server.deps import AssetId, Limit, Offset, asset_json, clamp, store_of
+from eventstore.server.deps import AssetId, Limit, Offset, clamp, store_of
 from eventstore.server.errors import UnprocessableError, documented
 from eventstore.server.models import AssetBody, AssetCollection, AssetResponse
 from eventstore.server.responses import JSONBody
+from eventstore.wire import asset_info_json
 
 router = APIRouter(prefix="/api/v2/assets", tags=["Asset"])
 
@@ -29,7 +30,7 @@ def list_assets(
     """Registered assets by id, optionally only those with this exact name, uri or activity."""
     found = store_of(request).assets(active, name=name, uri=uri)
     page = found[offset : offset + clamp(limit)]
-    return JSONBody({"assets": [asset_json(a) for a in page], "total_entries": len(found)})
+    return JSONBody({"assets": [asset_info_json(a) for a in page], "total_entries": len(found)})
 
 
 async def _asset_body(request: Request) -> AssetBody:
@@ -54,7 +55,7 @@ async def activate_asset(request: Request, writer: AdminWriter) -> JSONBody:
 
     def activate() -> JSONBody:
         store.activate(asset, writer)
-        return JSONBody(asset_json(store.assets(name=asset.name, uri=asset.uri)[0]))
+        return JSONBody(asset_info_json(store.assets(name=asset.name, uri=asset.uri)[0]))
 
     return await run_in_threadpool(activate)
 

@@ -12,17 +12,7 @@ from fastapi import APIRouter, Query, Request
 
 from eventstore.errors import AssetNotActiveError
 from eventstore.server.auth import AdminWriter, Reader, TaskWriter
-from eventstore.server.deps import (
-    MAX_INT,
-    AssetId,
-    Limit,
-    Offset,
-    change_json,
-    clamp,
-    event_json,
-    store_of,
-    utc,
-)
+from eventstore.server.deps import MAX_INT, AssetId, Limit, Offset, clamp, store_of, utc
 from eventstore.server.errors import InactiveAssetError, UnprocessableError, documented
 from eventstore.server.models import (
     ChangeCollection,
@@ -32,6 +22,7 @@ from eventstore.server.models import (
     StateAsOfResponse,
 )
 from eventstore.server.responses import JSONBody
+from eventstore.wire import change_json, event_json
 
 router = APIRouter(prefix="/api/v2", tags=["Audit and replay"])
 

@@ -29,21 +29,12 @@ from pydantic import BaseModel
 from eventstore import overview
 from eventstore.server.auth import Reader, TokenGate
 from eventstore.server.body import checked_key
-from eventstore.server.deps import (
-    MAX_INT,
-    AssetId,
-    Limit,
-    Offset,
-    change_json,
-    clamp,
-    iso,
-    store_of,
-    writer_json,
-)
+from eventstore.server.deps import MAX_INT, AssetId, Limit, Offset, clamp, iso, store_of
 from eventstore.server.errors import documented
 from eventstore.server.models import ChangeResponse, WriterResponse
 from eventstore.server.responses import JSONBody
 from eventstore.tokens import authenticate
+from eventstore.wire import change_json, writer_json
 
 STATIC = files("eventstore.server") / "static"
 
