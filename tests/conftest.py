@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 
-from eventstore import open_store
+from eventstore import Asset, open_store
 from tests import databases
+from tests.logcheck import LogInspector
 
 # tests/airflow/ needs a real Airflow 3.3 (the Airflow venv: `make test-airflow`); the project venv has none.
 collect_ignore = [] if importlib.util.find_spec("airflow") else ["airflow"]
 STORE_KINDS = ("local", "remote")
+ORDERS = Asset("orders", uri="s3://data/orders/")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -107,6 +109,21 @@ def store(request: pytest.FixtureRequest, store_kind: str, db_url: str) -> Itera
         return
     with open_store(db_url) as opened:
         yield opened
+
+
+@pytest.fixture
+def state(store: Any) -> Any:
+    """The accessor of the asset `orders` (uri s3://data/orders/), activated in `store`."""
+    store.activate(ORDERS)
+    return store.asset(ORDERS)
+
+
+@pytest.fixture
+def inspector(db_url: str) -> Iterator[LogInspector]:
+    """The log and the view of `db_url`, read directly with SQL (tests/logcheck.py)."""
+    inspector = LogInspector(db_url)
+    yield inspector
+    inspector.close()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The storage suite: asset lifetime, the accessor and the write path, on SQLite, PostgreSQL and MariaDB."""
+"""The accessor (eventstore/accessor.py): values round-trip, set/delete/clear/set_many/update and their
+atomicity, the async twins, refusals that change nothing; on the three databases, both stores."""
 
 from __future__ import annotations
 
@@ -7,123 +8,19 @@ import threading
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from eventstore import (
     Asset,
-    AssetConflictError,
     AssetNotActiveError,
-    AssetNotFoundError,
     Op,
     Store,
-    Writer,
-    WriterKind,
     open_store,
-    schema,
 )
-from tests.logcheck import LogInspector, fold_log
+from tests.logcheck import LogInspector
 
 pytestmark = pytest.mark.both_stores
 
 orders = Asset("orders", uri="s3://data/orders/")
-
-
-@pytest.fixture
-def state(store: Store) -> Any:
-    store.activate(orders)
-    return store.asset(orders)
-
-
-@pytest.fixture
-def inspector(db_url: str) -> Any:
-    inspector = LogInspector(db_url)
-    yield inspector
-    inspector.close()
-
-
-# --- asset lifetime ------------------------------------------------------------------------------
-
-
-def test_activate_registers_once_and_records_one_event(store: Store) -> None:
-    assert not store.is_active(orders)
-    store.activate(orders)
-    store.activate(orders)
-    assert store.is_active(orders)
-    [info] = store.assets()
-    assert (info.name, info.uri, info.active, info.version) == ("orders", "s3://data/orders/", True, 1)
-    assert [change.op for change in store.history(orders)] == [Op.ACTIVATE]
-
-
-def test_deactivate_hides_state_and_reactivation_restores_it(store: Store) -> None:
-    store.activate(orders)
-    store.asset(orders).set("watermark", "2024-06-01")
-    store.deactivate(orders)
-    store.deactivate(orders)  # a no-op for an inactive asset
-    assert not store.is_active(orders)
-    with pytest.raises(AssetNotActiveError, match="deactivated"):
-        store.asset(orders).get("watermark")
-    assert store.assets(active=False)[0].name == "orders"
-    assert store.assets(active=True) == []
-    store.activate(orders)
-    assert store.asset(orders).get("watermark") == "2024-06-01"
-    ops = [change.op for change in store.history(orders)]
-    assert ops == [Op.ACTIVATE, Op.SET, Op.DEACTIVATE, Op.ACTIVATE]
-
-
-def test_deactivating_an_unknown_asset_is_an_error(store: Store) -> None:
-    with pytest.raises(AssetNotFoundError, match="not known"):
-        store.deactivate(Asset("never-seen"))
-
-
-@pytest.mark.parametrize("rival", [Asset("orders", "s3://elsewhere"), Asset("other", "s3://data/orders/")])
-def test_an_active_name_or_uri_cannot_be_taken_by_another_asset(store: Store, rival: Asset) -> None:
-    store.activate(orders)
-    with pytest.raises(AssetConflictError, match="already used"):
-        store.activate(rival)
-    assert not store.is_active(rival)
-    store.deactivate(orders)
-    store.activate(rival)
-    assert store.is_active(rival)
-
-
-def test_names_uris_and_keys_compare_exactly(store: Store) -> None:
-    variants = [Asset("orders"), Asset("Orders"), Asset("orders ")]
-    for asset in variants:
-        store.activate(asset)
-    for index, asset in enumerate(variants):
-        state = store.asset(asset)
-        for key in ("k", "K", "k "):
-            state.set(key, f"{index}{key}")
-    for index, asset in enumerate(variants):
-        state = store.asset(asset)
-        assert [state.get(key) for key in ("k", "K", "k ")] == [f"{index}k", f"{index}K", f"{index}k "]
-    assert len(store.assets(active=True)) == 3
-
-
-def test_every_event_records_its_writer(store: Store) -> None:
-    writer = Writer.task("dag", "run", "load", map_index=3, try_number=2)
-    store.activate(orders, writer)
-    store.asset(orders).set("a", 1)
-    store.asset(orders, Writer.watcher()).set("a", 2)
-    writers = [change.writer for change in store.history(orders)]
-    assert writers == [writer, Writer.api(), Writer.watcher()]
-    assert writers[0].kind is WriterKind.TASK and writers[0].map_index == 3 and writers[0].try_number == 2
-
-
-@pytest.mark.local_only  # over REST the server records the token's name (tests/test_client.py)
-def test_the_user_who_acted_is_recorded_with_every_write_path(store: Store) -> None:
-    store.activate(orders, Writer.cli(user="alice"))
-    store.asset(orders, Writer.api(user="token-a")).set("a", 1)  # the one-statement set where there is one
-    store.asset(orders, Writer.task("d", "r", "t", user="token-b")).set_many({"a": 2, "b": 3})
-    store.asset(orders, Writer.cli(user="bob")).delete("b")
-    assert [(c.writer.kind, c.writer.user) for c in store.history(orders)] == [
-        ("cli", "alice"),
-        ("api", "token-a"),
-        ("task", "token-b"),
-        ("task", "token-b"),
-        ("cli", "bob"),
-    ]
-    assert [e.writer.user for e in store.events()] == ["alice", "token-a", "token-b", "token-b", "bob"]
 
 
 # --- values round-trip exactly -------------------------------------------------------------------
@@ -252,43 +149,6 @@ def test_update_whose_function_fails_changes_nothing(state: Any, inspector: LogI
     with pytest.raises(TypeError, match="set"):
         state.update("runs", lambda _: {1})
     assert (inspector.log(), inspector.view()) == before
-
-
-def test_view_equals_fold_of_log_after_mixed_writes(state: Any, inspector: LogInspector) -> None:
-    state.set_many({"a": 1, "b": 2, "c": 3})
-    state.delete("b")
-    state.update("a", lambda v: v * 10)
-    state.clear()
-    state.set("d", [4])
-    assert inspector.view() == fold_log(inspector.log())
-
-
-def test_positions_are_never_reused_after_rows_are_deleted(store: Store, state: Any, db_url: str) -> None:
-    state.set("a", 1)
-    state.set("a", 2)
-    top = store.events()[-1].position
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(schema.events.delete().where(schema.events.c.position == top))
-    engine.dispose()
-    state.set("a", 3)
-    assert store.events()[-1].position == top + 1
-
-
-def test_the_global_feed_is_in_position_order(store: Store, state: Any) -> None:
-    other = Asset("customers")
-    store.activate(other)
-    state.set("a", 1)
-    store.asset(other).set("b", 2)
-    feed = store.events()
-    assert [e.position for e in feed] == list(range(1, 5))
-    assert [(e.asset, e.op) for e in feed] == [
-        (orders, Op.ACTIVATE),
-        (other, Op.ACTIVATE),
-        (orders, Op.SET),
-        (other, Op.SET),
-    ]
-    assert [e.position for e in store.events(after=2, limit=1)] == [3]
 
 
 def test_large_values_are_written_with_a_warning(
