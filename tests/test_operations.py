@@ -9,11 +9,14 @@ position out twice, and the test would see it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,15 +118,46 @@ def write_after_backup(url: str) -> int:
     return last_assigned(url)
 
 
+@contextlib.contextmanager
+def writing(url: str) -> Iterator[None]:
+    """A writer thread that keeps counting a key of ORDERS while the body runs (a backup taken live)."""
+    started, stop = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with open_store(url) as store:
+                while not stop.is_set():
+                    store.asset(ORDERS).update("ticks", lambda n: n + 1, default=0)
+                    started.set()
+        except BaseException as error:  # reported by the test's thread
+            failures.append(error)
+            started.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    started.wait(30)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not failures, failures
+
+
 def check_restored(
-    url: str, head_at_backup: int, highest_seen: int, advance: str, env: dict[str, str]
+    url: str, positions: tuple[int, int], highest_seen: int, advance: str, env: dict[str, str]
 ) -> None:
-    """The restored store carries on after the backup's head; after the guide's advance-positions step,
-    after the highest position readers saw; the next write gets a fresh position and verify stays clean."""
-    assert last_assigned(url) == head_at_backup
+    """The restored store carries on after the last position its log had handed out (between
+    `positions`: the heads before and after the live backup), never from its largest surviving event;
+    after the guide's advance-positions step, after the highest position readers saw; the next write gets
+    that fresh position and the projections still match the log."""
+    restored_head = last_assigned(url)
+    assert positions[0] <= restored_head <= positions[1]
     with open_store(url, migrate=False) as store:
         assert store.asset(ORDERS).get("watermark") == "2024-06-01"  # the state at the backup
         before = {event.position for event in store.events(0)}
+        assert max(before) <= restored_head
     run_block(advance, {**env, "HIGHEST_SEEN": str(highest_seen)})
     with open_store(url, migrate=False) as store:
         store.asset(ORDERS).set("watermark", "2024-06-03")
@@ -177,7 +211,9 @@ def test_backup_restore_verify_then_write_gets_a_fresh_position(
     prefix = PREFIX[backend]
     head, _ = make_history(db_url)
     try:
-        run_block(f"{prefix}-backup", env)
+        with writing(db_url):  # the guide says the backup is taken while writers go on
+            run_block(f"{prefix}-backup", env)
+        after_backup = last_assigned(db_url)
         if backend == "sqlite":
             dot_backup = tmp_path / "dot-backup.db"
             run_block("sqlite-dot-backup", {**env, "BACKUP": str(dot_backup)})
@@ -185,7 +221,8 @@ def test_backup_restore_verify_then_write_gets_a_fresh_position(
         lost_head = write_after_backup(db_url)  # lost by the restore
         out = run_block(f"{prefix}-restore", env)  # ends with `eventstore ... verify`
         assert "consistent: the view and the snapshots match the log" in out
-        check_restored(restored_url, head, lost_head, f"{prefix}-advance-positions", env)
+        positions = (head, after_backup)
+        check_restored(restored_url, positions, lost_head, f"{prefix}-advance-positions", env)
     finally:
         if backend != "sqlite":
             databases.drop_database(backend, restored_url)
