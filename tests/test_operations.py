@@ -130,6 +130,7 @@ def writing(url: str) -> Iterator[None]:
                 while not stop.is_set():
                     store.asset(ORDERS).update("ticks", lambda n: n + 1, default=0)
                     started.set()
+                    stop.wait(0.01)  # a steady writer, not one that takes the machine
         except BaseException as error:  # reported by the test's thread
             failures.append(error)
             started.set()
