@@ -46,7 +46,7 @@ class Database:
         self.backend: Backend = backend_for(url.get_backend_name())
         # Every unit of work ends its transaction itself (see `run`), so the pool need not send a
         # ROLLBACK when a connection comes back (a round trip per call on MariaDB).
-        options = {"pool_reset_on_return": None, **self.backend.engine_options()}
+        options = {"pool_reset_on_return": None, **self.backend.engine_options(url)}
         self.engine: Engine = sa.create_engine(url, **options)
         self.backend.configure(self.engine)
         options.update(isolation_level="AUTOCOMMIT", execution_options={AUTOCOMMIT_OPTION: True})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore import open_store
+from eventstore import Asset, open_store
 from eventstore.dialects import backend_for
 
 
@@ -18,3 +18,18 @@ def test_each_dialect_name_has_its_backend_module() -> None:
     assert type(backend_for("postgresql")).__module__ == "eventstore.dialects.postgresql"
     assert backend_for("mysql") is backend_for("mariadb")
     assert type(backend_for("mariadb")).__module__ == "eventstore.dialects.mysql"
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_postgres_can_be_told_never_to_prepare_statements(db_url: str) -> None:
+    # Behind PgBouncer in transaction mode (docs/operations.md): `?prepare_threshold=none`.
+    with open_store(f"{db_url}?prepare_threshold=none") as store:
+        store.activate(Asset("orders"))
+        state = store.asset(Asset("orders"))
+        for n in range(10):  # more executions than psycopg's default threshold (5)
+            state.set("n", n)
+            assert state.get("n") == n
+        with store._db.engine.connect() as conn:  # the driver's own setting, on a pooled connection
+            assert conn.connection.driver_connection.prepare_threshold is None  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match=r"prepare_threshold='often'.*whole number"):
+        open_store(f"{db_url}?prepare_threshold=often")

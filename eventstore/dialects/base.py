@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
@@ -72,8 +72,8 @@ class Backend(abc.ABC):
 
     # --- engines and transactions ------------------------------------------------------------------
 
-    def engine_options(self) -> dict[str, Any]:
-        """Keyword arguments for `create_engine`."""
+    def engine_options(self, url: URL) -> dict[str, Any]:
+        """Keyword arguments for `create_engine` on `url` (whose query may carry options of ours)."""
         return {}
 
     def configure(self, engine: Engine) -> None:  # noqa: B027 (most databases need nothing here)

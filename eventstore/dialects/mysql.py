@@ -48,7 +48,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from pymysql.constants import CLIENT
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
 from eventstore import schema
@@ -104,7 +104,7 @@ class MySQLBackend(Backend):
     def single_set(self, dialect: Dialect, ordering: Ordering, parts: SetParts) -> SingleSet:
         return SingleSet(_Packet(_single_set_statements(parts), dialect), parts)
 
-    def engine_options(self) -> dict[str, Any]:
+    def engine_options(self, url: URL) -> dict[str, Any]:
         # READ COMMITTED: each statement sees what committed before it, as on PostgreSQL, and InnoDB
         # takes no gap locks, so concurrent appends to different assets do not block each other.
         return {"isolation_level": "READ COMMITTED", "connect_args": {"charset": "utf8mb4"}}

@@ -53,7 +53,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection, Dialect, Row
+from sqlalchemy.engine import URL, Connection, Dialect, Row
 from sqlalchemy.exc import DBAPIError
 
 from eventstore import schema
@@ -79,6 +79,24 @@ _events = schema.events
 class PostgresBackend(Backend):
     names = ("postgresql",)
     ordering = "sequence"
+
+    def engine_options(self, url: URL) -> dict[str, Any]:
+        # `?prepare_threshold=none` behind a pooler in transaction mode (PgBouncer before 1.21, or
+        # without max_prepared_statements): psycopg then never prepares statements on the server, where
+        # another client's transaction would find them (docs/operations.md, scaling out).
+        if "prepare_threshold" not in url.query:
+            return {}
+        text = url.query["prepare_threshold"]
+        text = text if isinstance(text, str) else text[-1]
+        if text.lower() == "none":
+            return {"connect_args": {"prepare_threshold": None}}
+        if not text.isdigit():
+            raise ValueError(
+                f"prepare_threshold={text!r} in the URL: use a whole number of executions before psycopg "
+                "prepares a statement (default 5), or none to never prepare (behind PgBouncer in "
+                "transaction mode)"
+            )
+        return {"connect_args": {"prepare_threshold": int(text)}}
 
     def make_ordering(self, dialect: Dialect) -> Ordering:
         return SequenceOrdering(dialect)

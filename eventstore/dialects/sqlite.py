@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from eventstore.dialects.base import AUTOCOMMIT_OPTION, WRITE_OPTION, Backend, Processors
 from eventstore.dialects.types import naive_utc
@@ -26,7 +26,7 @@ class SQLiteBackend(Backend):
     # can fail with SQLITE_BUSY at once, without waiting for the busy timeout.
     begin_write = "BEGIN IMMEDIATE"
 
-    def engine_options(self) -> dict[str, Any]:
+    def engine_options(self, url: URL) -> dict[str, Any]:
         # 30 s busy timeout: writers queue behind the single write lock instead of failing at once.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
 
