@@ -573,7 +573,9 @@ def test_a_slow_database_call_never_blocks_the_event_loop(db_url: str) -> None:
             assert not any(w.done() for w in writes), "the writes did not wait: the test proves nothing"
             locker.execute("ROLLBACK")
             assert [w.result().status_code for w in writes] == [204] * 8
-        assert max(latencies) < 1.0, latencies  # typically ~2 ms for both requests (docs/rest.md)
+        # Typically ~2 ms for both requests (docs/rest.md). A route waiting for the lock would not answer
+        # before the ROLLBACK at all (the probe's 5 s timeout); the bound leaves room for a loaded machine.
+        assert max(latencies) < 3.0, latencies
     finally:
         locker.close()
         process.send_signal(signal.SIGTERM)
