@@ -29,8 +29,11 @@ lint: $(INSTALLED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The suite in TEST_WORKERS processes (pytest-xdist): most tests wait on a database or a subprocess, so
+# more workers than cores still pays. Each worker has its own databases (tests/databases.py).
+TEST_WORKERS ?= 3
 test: $(INSTALLED) databases chromium lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 	$(MAKE) test-airflow
 
 # The Airflow 3.3.2 venv (cached under ~/.cache/eventstore, keyed by the pins' hash): scripts/airflow-venv.
