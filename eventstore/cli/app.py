@@ -172,6 +172,8 @@ def parse_json(text: str) -> JSON:
     """A strict JSON value (NaN and Infinity refused); a user error otherwise."""
     try:
         value: JSON = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        fail("not a JSON value that can be stored: nested too deeply (a thousand levels or so); flatten it")
     except ValueError as error:
         hint = "" if text.lstrip()[:1] in '{["-0123456789tfn' else " (a string needs JSON quotes: '\"...\"')"
         fail(f"not a JSON value: {text!r}: {error}{hint}")
