@@ -1,7 +1,8 @@
 """The rules for keys and values, and how values become the JSON text the log stores.
 
-Values are strict JSON: str, int, float, bool, list/tuple and dict with str keys, nested; None only
-inside a list or dict; no NaN or infinity. Anything else is refused before it reaches the database.
+Values are strict JSON: str, int, float, bool, list/tuple and dict with str keys, nested (but not
+beyond Python's recursion limit); None only inside a list or dict; no NaN or infinity. Anything else
+is refused before it reaches the database.
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ def _check_value(value: object, path: str) -> None:
 
 def encode(value: object) -> str:
     """Validate `value` and return its JSON text. Raises TypeError or ValueError, naming the problem."""
-    _check_value(value, "value")
+    try:
+        _check_value(value, "value")
+    except RecursionError:
+        # Nesting beyond Python's recursion limit (about a thousand levels) could not be read back either.
+        raise ValueError(
+            "The value is nested too deeply (lists and dicts about a thousand levels deep); flatten it"
+        ) from None
     try:
         return orjson.dumps(value).decode()
     except TypeError:

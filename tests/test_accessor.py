@@ -214,6 +214,7 @@ def _bad_values() -> list[tuple[Any, type[Exception], str]]:
     import dataclasses
     import datetime
     import decimal
+    import functools
     import uuid
 
     @dataclasses.dataclass
@@ -238,6 +239,8 @@ def _bad_values() -> list[tuple[Any, type[Exception], str]]:
         (Opaque(), TypeError, "Opaque"),
         ({1: "a"}, TypeError, "dict keys must be str"),
         ([{"ok": {2: "a"}}], TypeError, "dict keys must be str"),
+        # Found by tests/test_fuzz_codec.py: this raised RecursionError.
+        (functools.reduce(lambda inner, _: [inner], range(5000), 1), ValueError, "nested too deeply"),
     ]
 
 

@@ -320,6 +320,59 @@ def test_an_interrupted_compaction_is_final_and_the_next_run_finishes_it(store: 
         inspector.close()
 
 
+def test_as_of_in_an_interrupted_compaction_is_compacted_while_its_dead_events_remain(
+    store: Store, db_url: str
+) -> None:
+    """A compactor that died after its deciding transaction leaves some of the asset's events behind until
+    the next run deletes them: as-of (by time and by position) at any of their points is CompactedError,
+    never a fold of the survivors; after the compaction the state is empty, then the new events'."""
+    gone = fill(store, GONE, width=3, rounds=10)  # 32 events: several batches of 5
+    dead = store.history(GONE)
+    engine = store._db.engine
+    deletes = 0
+
+    def fail_on_second_delete(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal deletes
+        if statement.lstrip().upper().startswith("DELETE FROM ES_EVENTS"):
+            deletes += 1
+            if deletes == 2:
+                raise RuntimeError("the compactor died")
+
+    sa.event.listen(engine, "before_cursor_execute", fail_on_second_delete)
+    try:
+        with pytest.raises(RuntimeError, match="died"):
+            store.compact(grace=NO_GRACE, batch_size=5)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", fail_on_second_delete)
+    [record] = store.compactions(GONE)
+    inspector = LogInspector(db_url)
+    try:
+        survivors = {row.version for row in inspector.log()}
+    finally:
+        inspector.close()
+    assert survivors and max(survivors) == gone.version < len(dead) + 1  # some deleted, some left
+
+    tick = timedelta(microseconds=1)
+    for change in dead:
+        for at in (change.recorded_at - tick, change.recorded_at, change.recorded_at + tick):
+            with pytest.raises(CompactedError, match="compacted"):
+                store.state_as_of(GONE, at=at)
+        with pytest.raises(CompactedError, match="compacted"):
+            store.state_as_of(GONE, position=change.position)
+    with pytest.raises(CompactedError):
+        store.state_as_of(GONE, at=record.compacted_at)
+    assert store.state_as_of(GONE, at=record.compacted_at + tick) == {}
+    assert store.state_as_of(GONE, position=record.position + 1) == {}
+
+    store.activate(GONE)
+    store.asset(GONE).set("k0", "new")
+    [*_, new] = store.history(GONE)
+    assert store.state_as_of(GONE, at=new.recorded_at - tick) == {}
+    assert store.state_as_of(GONE, at=new.recorded_at) == {"k0": "new"}
+    with pytest.raises(CompactedError):
+        store.state_as_of(GONE, at=dead[-1].recorded_at)
+
+
 # --- Grace ----------------------------------------------------------------------------------------------
 
 

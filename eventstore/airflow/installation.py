@@ -13,6 +13,8 @@ say) is changed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -24,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from eventstore import migrate
 from eventstore.dialects import WRITE_OPTION, backend_for
-from eventstore.errors import StateStoreError
+from eventstore.errors import StateStoreError, StoreUnavailableError
 
 VERSION_TABLE = "es_airflow_alembic_version"
 INSTALL_COMMAND = "eventstore --url <Airflow's sql_alchemy_conn> airflow install"
@@ -88,33 +90,36 @@ def install(url: str) -> str:
     """Install eventstore into Airflow's database at `url` (idempotent). Returns what it did, in one line."""
     engine = _engine(url)
     try:
-        from eventstore.airflow.writer_context import dialect_module
-
-        dialect_module(engine.dialect.name)  # an unsupported database fails here, before any change
-        _require_airflow(engine)
-        migrate.upgrade(engine)
-        config = _config()
-        with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-            with backend_for(engine.dialect.name).migration_lock(conn):
-                before = current_revision(conn)
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
-                from eventstore.airflow.mirror import refresh_identities
-
-                refresh_identities(conn)
-            conn.commit()
-        head = head_revision()
-        if before == head:
-            return (
-                f"eventstore is already installed in this Airflow database (revision {head}); nothing to do"
-            )
-        return (
-            f"eventstore installed in this Airflow database (eventstore schema {migrate.head_revision()}, "
-            f"Airflow triggers {head}): every asset-state change is now recorded. Set "
-            "AIRFLOW__STATE_STORE__BACKEND=eventstore.airflow.EventStoreBackend."
-        )
+        with _reachable(engine, "install"):
+            return _install(engine)
     finally:
         engine.dispose()
+
+
+def _install(engine: Engine) -> str:
+    from eventstore.airflow.writer_context import dialect_module
+
+    dialect_module(engine.dialect.name)  # an unsupported database fails here, before any change
+    _require_airflow(engine)
+    migrate.upgrade(engine)
+    config = _config()
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+        with backend_for(engine.dialect.name).migration_lock(conn):
+            before = current_revision(conn)
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            from eventstore.airflow.mirror import refresh_identities
+
+            refresh_identities(conn)
+        conn.commit()
+    head = head_revision()
+    if before == head:
+        return f"eventstore is already installed in this Airflow database (revision {head}); nothing to do"
+    return (
+        f"eventstore installed in this Airflow database (eventstore schema {migrate.head_revision()}, "
+        f"Airflow triggers {head}): every asset-state change is now recorded. Set "
+        "AIRFLOW__STATE_STORE__BACKEND=eventstore.airflow.EventStoreBackend."
+    )
 
 
 def uninstall(url: str) -> str:
@@ -122,14 +127,30 @@ def uninstall(url: str) -> str:
     eventstore's other tables stay (drop them by hand if you want them gone: docs/airflow.md)."""
     engine = _engine(url)
     try:
-        config = _config()
-        with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-            before = current_revision(conn)
-            config.attributes["connection"] = conn
-            command.downgrade(config, "base")
-            conn.commit()
-        if before is None:
-            return "eventstore's Airflow triggers are not installed here; nothing to do"
-        return "eventstore's Airflow triggers removed; its tables and log are kept"
+        with _reachable(engine, "uninstall"):
+            config = _config()
+            with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+                before = current_revision(conn)
+                config.attributes["connection"] = conn
+                command.downgrade(config, "base")
+                conn.commit()
     finally:
         engine.dispose()
+    if before is None:
+        return "eventstore's Airflow triggers are not installed here; nothing to do"
+    return "eventstore's Airflow triggers removed; its tables and log are kept"
+
+
+@contextmanager
+def _reachable(engine: Engine, action: str) -> Iterator[None]:
+    """A database that cannot be used (unreachable, missing, refusing the login) is StoreUnavailableError
+    with a message saying what to do, not the driver's error. Both actions are idempotent."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+        cause = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+        raise StoreUnavailableError(
+            f"Cannot use the database at {engine.url.render_as_string(hide_password=True)}: {cause}. "
+            f"Check that it is running and that the URL is Airflow's sql_alchemy_conn, then run "
+            f"`eventstore airflow {action}` again (it is idempotent)."
+        ) from None

@@ -29,6 +29,11 @@ from eventstore.store import DEFAULT_URL, Store, open_store, store_url
 from eventstore.wire import time_text
 from eventstore.writers import Writer
 
+MAX_POSITION = 2**63 - 1
+"""The largest position, version or count a database column holds (BIGINT), as the REST API's bound:
+the shell's integer options stop there with a usage error, where a larger number would overflow the
+database driver."""
+
 
 class UserError(click.ClickException):
     """A user error: one line `eventstore: <message>` on stderr, exit status 1."""
@@ -164,6 +169,8 @@ def parse_json(text: str) -> JSON:
     """A strict JSON value (NaN and Infinity refused); a user error otherwise."""
     try:
         value: JSON = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        fail("not a JSON value that can be stored: nested too deeply (a thousand levels or so); flatten it")
     except ValueError as error:
         hint = "" if text.lstrip()[:1] in '{["-0123456789tfn' else " (a string needs JSON quotes: '\"...\"')"
         fail(f"not a JSON value: {text!r}: {error}{hint}")

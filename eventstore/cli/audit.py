@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from eventstore.cli.app import (
+    MAX_POSITION,
     asset_of,
     asset_options,
     changes_table,
@@ -29,7 +30,7 @@ JSON_HELP = "Print JSON for scripts instead of a table."
 def point_options(function: Any) -> Any:
     """`--at T | --position P`: exactly one (checked by `checked_point`)."""
     function = click.option(
-        "--position", type=click.IntRange(min=0), default=None, help="A global position of the log."
+        "--position", type=click.IntRange(0, MAX_POSITION), default=None, help="A global position of the log."
     )(function)
     return click.option(
         "--at",
@@ -108,9 +109,11 @@ def as_of(
 
 @click.command()
 @click.option(
-    "--after", type=click.IntRange(min=0), default=0, show_default=True, help="After this position."
+    "--after", type=click.IntRange(0, MAX_POSITION), default=0, show_default=True, help="After this position."
 )
-@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most N.")
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_POSITION), default=1000, show_default=True, help="At most N."
+)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
 def events(ctx: click.Context, after: int, limit: int, as_json: bool) -> None:
