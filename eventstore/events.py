@@ -18,6 +18,9 @@ from eventstore.assets import Asset
 from eventstore.codec import JSON
 from eventstore.writers import Writer
 
+MAX_POSITION = 2**63 - 1
+"""The largest position, version or count the databases store (BIGINT); the feed refuses larger bounds."""
+
 
 class Op(StrEnum):
     """What an event did."""

@@ -20,7 +20,16 @@ from eventstore.codec import JSON
 from eventstore.compaction import CompactionRecord, CompactionReport
 from eventstore.database import Database
 from eventstore.errors import AssetNotActiveError, AssetNotFoundError, VersionConflictError
-from eventstore.events import Change, Event, NewEvent, Op, PendingEvent, clear_events, set_events
+from eventstore.events import (
+    MAX_POSITION,
+    Change,
+    Event,
+    NewEvent,
+    Op,
+    PendingEvent,
+    clear_events,
+    set_events,
+)
 from eventstore.log import EventLog, InlineProjection, NothingToRecord
 from eventstore.prepared import Connectable, Prepared
 from eventstore.protocol import Decide, VersionedState
@@ -333,7 +342,11 @@ class Store:
         """The global feed: events with position > `after`, in position order.
 
         A reader that has seen position p never later finds a committed event at or below p.
+        `after` and `limit` are whole numbers from 0 to 2**63 - 1 (ValueError otherwise).
         """
+        for name, number in (("after", after), ("limit", limit)):
+            if not 0 <= number <= MAX_POSITION:
+                raise ValueError(f"{name} must be from 0 to {MAX_POSITION}, not {number}")
         return self._db.read_in_autocommit(
             lambda conn: history_reader.feed(conn, self._db.ordering, after, limit)
         )

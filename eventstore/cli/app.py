@@ -29,11 +29,6 @@ from eventstore.store import DEFAULT_URL, Store, open_store, store_url
 from eventstore.wire import time_text
 from eventstore.writers import Writer
 
-MAX_POSITION = 2**63 - 1
-"""The largest position, version or count a database column holds (BIGINT), as the REST API's bound:
-the shell's integer options stop there with a usage error, where a larger number would overflow the
-database driver."""
-
 
 class UserError(click.ClickException):
     """A user error: one line `eventstore: <message>` on stderr, exit status 1."""

@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from eventstore.cli.app import (
-    MAX_POSITION,
     asset_of,
     asset_options,
     changes_table,
@@ -22,6 +21,7 @@ from eventstore.cli.app import (
     table,
     writer_text,
 )
+from eventstore.events import MAX_POSITION  # integer options stop there (usage error), as REST does
 from eventstore.wire import change_json, event_json
 
 JSON_HELP = "Print JSON for scripts instead of a table."

@@ -43,7 +43,7 @@ from eventstore.errors import (
     StateStoreError,
     VersionConflictError,
 )
-from eventstore.events import Change, Event, Op, PendingEvent
+from eventstore.events import MAX_POSITION, Change, Event, Op, PendingEvent
 from eventstore.protocol import Decide, VersionedState
 from eventstore.tasks import Task
 from eventstore.writers import Writer
@@ -372,8 +372,8 @@ class RemoteStore:
     def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         """The global feed: events with position > `after`, in position order."""
         for name, number in (("after", after), ("limit", limit)):
-            if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-                raise ValueError(f"{name}= must be an int >= 0, got {number!r}")
+            if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= MAX_POSITION:
+                raise ValueError(f"{name} must be from 0 to {MAX_POSITION}, not {number!r}")
         found: list[Event] = []
         while len(found) < limit:
             size = min(EVENTS_PAGE, limit - len(found))

@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 
+from eventstore.events import MAX_POSITION
 from eventstore.server.errors import UnprocessableError
 from eventstore.store import StateEntry, Store
 from eventstore.wire import time_text, writer_json
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
-MAX_INT = 2**63 - 1
+MAX_INT = MAX_POSITION
 """The largest number a query parameter may carry into SQL (BIGINT); larger ones are a clean 422."""
 
 AssetId = Annotated[int, Path(ge=0, le=2**31 - 1, description="`id` from GET /api/v2/assets")]
