@@ -32,6 +32,7 @@ import json
 import multiprocessing
 import os
 import platform
+import queue
 import re
 import sys
 import time
@@ -158,8 +159,10 @@ def _run(database: databases.BenchDatabase, options: Options) -> DatabaseRun:
     found = DatabaseRun(database.kind, options.seconds, dict(Counter(plan)))
     # fork where there is one: the clients start at once, with the modules this process has imported
     # (no thread runs here yet: the RSS sampler starts after).
-    context = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = (
+        multiprocessing.get_context("fork")
+        if "fork" in multiprocessing.get_all_start_methods()
+        else multiprocessing.get_context("spawn")
     )
     ready: Any = context.Queue()
     go, stop, done = context.Event(), context.Event(), context.Event()
@@ -226,9 +229,18 @@ def _wait_ready(ready: Any, count: int, results: list[WorkerResult]) -> None:
 
 
 def _collect(ready: Any, results: list[WorkerResult], wanted: Any, count: int) -> None:
+    """Wait for `count` results that are `wanted`; a worker that sends none within 2 minutes (hung on a
+    server that no longer answers, or dead) is recorded as a failure instead."""
     deadline = time.monotonic() + 120
     while sum(1 for r in results if wanted(r)) < count:
-        message = ready.get(timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            message = ready.get(timeout=max(1.0, deadline - time.monotonic()))
+        except queue.Empty:
+            missing = count - sum(1 for r in results if wanted(r))
+            results.append(
+                WorkerResult("missing", -1, fatal=f"{missing} workers sent no result within 2 minutes")
+            )
+            return
         if message[0] == "result":
             results.append(message[1])
 
