@@ -3,6 +3,7 @@ the suite: the client talks HTTP on loopback to `create_app(url)`, the same code
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 
 import httpx
 import uvicorn
@@ -52,7 +54,8 @@ class ServerThread:
 class ServeProcess:
     """`eventstore.server.serve(url)` in a child process, as `eventstore serve` runs; stopped with SIGTERM."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, env: Mapping[str, str] | None = None) -> None:
+        """`env`: variables to set in the server's environment on top of this process's own."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         code = f"from eventstore.server import serve; serve({db_url!r}, '127.0.0.1', {self.port})"
@@ -60,7 +63,9 @@ class ServeProcess:
         # and stop the server.
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by stop())
         command = [sys.executable, "-c", code]
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
