@@ -1,5 +1,7 @@
 """`python -m reliability [RUN ...] [-- RUN-OPTIONS]` (`make reliability`): the long runs, one after
-another, or only those named. Options after `--` go to each run (`python -m reliability.kill --help`).
+another, or only those named. Options after `--` go to every named run: `--db` is common to all; for
+an option only one run knows, name that run (`python -m reliability load -- --seconds 600`; each run's
+own `--help`: `python -m reliability.load --help`).
 Exits 1 if any check of any run failed."""
 
 from __future__ import annotations
