@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Protocol
 
@@ -44,6 +45,12 @@ class Host(Protocol):
 
     def read(self, conn: Connection, asset_id: int, keys: Sequence[str] | None) -> dict[str, str]:
         """The asset's current JSON texts by key in the host's table: all, or only `keys`."""
+
+    def entries(
+        self, conn: Connection, asset_id: int, keys: Sequence[str] | None, limit: int | None, offset: int
+    ) -> tuple[list[tuple[str, str, datetime, Writer]], int]:
+        """The asset's rows in the host's table sorted by key (all, or only `keys`), paged, as
+        (key, JSON text, updated at, the writer the row names), and how many there are before paging."""
 
     def read_view(self, conn: Connection, asset_ids: Sequence[int]) -> Mapping[int, Mapping[str, str]]:
         """The host's current rows of these assets (what `verify` compares with the log's fold)."""

@@ -165,6 +165,12 @@ class Store:
         self._single_set = None if host else backend.single_set(dialect, database.ordering, parts)
 
     @property
+    def host(self) -> str | None:
+        """The application whose database this is and whose table is the current-state view
+        ("Airflow": eventstore.hosts), or None."""
+        return None if self._host is None else self._host.name
+
+    @property
     def url(self) -> str:
         """The database URL, password hidden."""
         return self._db.url_for_people
@@ -420,6 +426,8 @@ class Store:
             active, text = self._db.read_in_autocommit(
                 lambda conn: host.lookup(conn, asset.identity_hash, key)
             )
+            if not active and self._refresh_host():  # an asset the host's triggers mirrored since
+                return self.read_value(asset, key)
         else:
             active, text = self._db.run_direct(lambda conn: self._view.lookup(conn, asset.identity_hash, key))
         if not active:
@@ -453,6 +461,9 @@ class Store:
             version = conn.execute(sa.select(_assets.c.version).where(_assets.c.id == asset_id)).scalar()
             if version is None:
                 raise AssetNotFoundError(f"Asset with id {asset_id} not found")
+            if self._host is not None:
+                hosted, count = self._host.entries(conn, asset_id, keys, limit, offset)
+                return StateEntries([StateEntry(*entry) for entry in hosted], count, version)
             where = [_state.c.asset_id == asset_id]
             if keys is not None:
                 where.append(_state.c.key.in_(list(keys)))
@@ -471,6 +482,9 @@ class Store:
         """One key of the asset with this id, active or not (the REST admin read of a key), and the
         asset's version, in one prepared statement: (None, version) if the key is absent.
         AssetNotFoundError for an unknown id."""
+        if self._host is not None:
+            found = self.entries(asset_id, [key])
+            return (found.entries[0] if found.entries else None), found.version
         row = self._db.run_direct(lambda conn: self._entry.first(conn, {"asset_id": asset_id, "key": key}))
         if row is None:
             raise AssetNotFoundError(f"Asset with id {asset_id} not found")
@@ -618,6 +632,9 @@ class Store:
 
         def write(conn: Connection) -> tuple[int, list[Change]]:
             stream = self._log.lock_stream(conn, asset.identity_hash, active_only=active_only)
+            if stream is None and self._host is not None and self._host.needs_refresh(conn):
+                self._host.refresh(conn)  # an asset the host's triggers mirrored since the store opened
+                stream = self._log.lock_stream(conn, asset.identity_hash, active_only=active_only)
             if stream is None:
                 raise self._not_active(asset)
             if expected_version is not None and stream.version != expected_version:
@@ -654,6 +671,14 @@ class Store:
             return self._db.run(write, write=True)
         except _Unchanged as unchanged:
             return unchanged.version, unchanged.changes
+
+    def _refresh_host(self) -> bool:
+        """Let the host bring eventstore's mirror of its assets up to date; True if it had to."""
+        host = self._host
+        if host is None or not self._db.run(host.needs_refresh):
+            return False
+        self._db.run(host.refresh, write=True)
+        return True
 
     def _current(self, conn: Connection, asset_id: int, keys: Sequence[str] | None) -> dict[str, str]:
         """The asset's current JSON texts (all keys, or `keys`): from the host's table, else the view."""

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from eventstore import schema
-from eventstore.airflow.mirror import PLACEHOLDER, refresh_identities
+from eventstore.airflow.mirror import PLACEHOLDER, refresh_identities, row_writer
 from eventstore.airflow.writer_context import dialect_module, writer_context
 from eventstore.database import Database
 from eventstore.errors import StateStoreError
@@ -75,6 +75,11 @@ def _airflow_json(text: str | None) -> str:
     return json.dumps(json.loads(text))
 
 
+def _utc(moment: datetime) -> datetime:
+    """Airflow's UtcDateTime as eventstore gives times: aware, in UTC (SQLite hands back naive UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 class AirflowHost:
     """eventstore.hosts.Host for Airflow 3.3's metadata database (module doc)."""
 
@@ -101,6 +106,31 @@ class AirflowHost:
         if keys is not None:
             query = query.where(state_table.c.key.in_(list(keys)))
         return {key: value for key, value in conn.execute(query)}
+
+    def entries(
+        self, conn: Connection, asset_id: int, keys: Sequence[str] | None, limit: int | None, offset: int
+    ) -> tuple[list[tuple[str, str, datetime, Writer]], int]:
+        where = [state_table.c.asset_id == asset_id]
+        if keys is not None:
+            where.append(state_table.c.key.in_(list(keys)))
+        total = conn.execute(sa.select(sa.func.count()).select_from(state_table).where(*where)).scalar_one()
+        query = sa.select(state_table).where(*where).order_by(state_table.c.key).offset(offset).limit(limit)
+        rows = [
+            (
+                r.key,
+                r.value,
+                _utc(r.updated_at),
+                row_writer(
+                    r.last_updated_by_kind,
+                    r.last_updated_by_dag_id,
+                    r.last_updated_by_run_id,
+                    r.last_updated_by_task_id,
+                    r.last_updated_by_map_index,
+                ),
+            )
+            for r in conn.execute(query)
+        ]
+        return rows, total
 
     def read_view(self, conn: Connection, asset_ids: Sequence[int]) -> Mapping[int, Mapping[str, str]]:
         query = sa.select(state_table.c.asset_id, state_table.c.key, state_table.c.value).where(
