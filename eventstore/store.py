@@ -30,6 +30,7 @@ from eventstore.events import (
     clear_events,
     set_events,
 )
+from eventstore.hosts import Host, installed_host, load_host
 from eventstore.log import EventLog, InlineProjection, NothingToRecord
 from eventstore.prepared import Connectable, Prepared
 from eventstore.protocol import Decide, VersionedState
@@ -122,17 +123,35 @@ def open_store(url: str | URL | None = None, *, migrate: bool = True) -> Store:
             database.run_admin(migrations.upgrade)
         else:
             database.run(migrations.check)
-        return Store(database)
+        return Store(database, _host(database))
     except BaseException:
         database.dispose()
         raise
 
 
-class Store:
-    """An event-sourced key/value state store, one stream of events per asset."""
+def _host(database: Database) -> Host | None:
+    """The host application installed in this database (eventstore.hosts), ready for use; None if none."""
+    name = database.run(installed_host)
+    if name is None:
+        return None
+    factory = load_host(name)
+    host: Host = factory(database)  # type: ignore[operator]
+    if database.run(host.needs_refresh):
+        database.run(host.refresh, write=True)
+    return host
 
-    def __init__(self, database: Database) -> None:
+
+class Store:
+    """An event-sourced key/value state store, one stream of events per asset.
+
+    With a `host` (an application whose database this is, such as Airflow: eventstore.hosts), the
+    host's table is the current-state view: reads of state read it, writes change it (its triggers
+    append the events), and the host owns the assets' lifetime.
+    """
+
+    def __init__(self, database: Database, host: Host | None = None) -> None:
         self._db = database
+        self._host = host
         self.max_value_bytes = codec.max_value_bytes()
         """Values larger than this (UTF-8 JSON bytes) are written with a warning: EVENTSTORE_MAX_VALUE_BYTES
         as it was when the store was opened (default 65535, 0 = no limit)."""
@@ -152,7 +171,13 @@ class Store:
         self._active_by_uri = Prepared(_active_by(schema.asset_active.c.uri_hash), dialect)
         # Where the database can: `set` in one statement, every projection taking part (single_set).
         parts = SetParts([p.single_set_part() for p in projections], self._view.current_value)
-        self._single_set = backend.single_set(dialect, database.ordering, parts)
+        self._single_set = None if host else backend.single_set(dialect, database.ordering, parts)
+
+    @property
+    def host(self) -> str | None:
+        """The application whose database this is and whose table is the current-state view
+        ("Airflow": eventstore.hosts), or None."""
+        return None if self._host is None else self._host.name
 
     @property
     def url(self) -> str:
@@ -178,12 +203,16 @@ class Store:
     def activate(self, asset: Asset, writer: Writer | None = None) -> None:
         """Register `asset` if new and make it active, appending an `activate` event (none if active)."""
         _check_asset(asset)
+        if self._host is not None:
+            raise self._host.refusal("activate")
         author = writer or Writer.api()
         self._record(lambda conn: lifetime.activate(conn, self._db.backend, self._log, asset, author))
 
     def deactivate(self, asset: Asset, writer: Writer | None = None) -> None:
         """Hide the asset's state (a `deactivate` event) until it is activated again or compacted."""
         _check_asset(asset)
+        if self._host is not None:
+            raise self._host.refusal("deactivate")
         author = writer or Writer.api()
         self._record(lambda conn: lifetime.deactivate(conn, self._log, asset, author))
 
@@ -236,6 +265,21 @@ class Store:
         if row is None or (row[0] if name is not None else row[1]) != text:
             return None
         return Asset(row[0], row[1])
+
+    def named_asset(self, name: str, uri: str | None = None) -> Asset:
+        """The asset a shell NAME (and --uri) stands for: `Asset(name, uri)`, the uri defaulting to the
+        name. With a host (Airflow), whose assets' uris differ from their names, a NAME without a uri is
+        the active asset of that name, else the only inactive one (ValueError if several share it)."""
+        if uri is not None or self._host is None:
+            return Asset(name) if uri is None else Asset(name, uri)
+        active = self.active_asset(name=name)
+        if active is not None:
+            return active
+        known = self.assets(name=name)
+        if len(known) > 1:
+            uris = ", ".join(info.uri for info in known)
+            raise ValueError(f"Several inactive assets are named {name!r} (uris {uris}): give its uri")
+        return Asset(name, known[0].uri) if known else Asset(name)
 
     def asset_info(self, asset_id: int) -> AssetInfo:
         """The asset with this id (`AssetInfo.id`, the REST id), active or not; AssetNotFoundError if none.
@@ -371,11 +415,15 @@ class Store:
         Safe while writers write: each asset is finished under its stream lock. `progress`, if given, is
         called with the running total of events folded, at least once per batch.
         """
+        if self._host is not None:
+            raise self._host.refusal("rebuild")
         return rebuild.rebuild_projections(self._db, self._log, progress)
 
     def verify_projections(self) -> list[Drift]:
-        """Every place where the current view or a snapshot disagrees with the log; empty when none."""
-        return rebuild.verify_projections(self._db, self._log)
+        """Every place where the current view or a snapshot disagrees with the log; empty when none.
+        With a host, the view is the host's table."""
+        read_view = None if self._host is None else self._host.read_view
+        return rebuild.verify_projections(self._db, self._log, read_view)
 
     # --- the accessor's interface (eventstore.protocol.StateStore) ---------------------------------
 
@@ -386,7 +434,15 @@ class Store:
 
     def read_value(self, asset: Asset, key: str) -> str | None:
         """The key's JSON text (None if absent), in one query that also checks the asset is active."""
-        active, text = self._db.run_direct(lambda conn: self._view.lookup(conn, asset.identity_hash, key))
+        host = self._host
+        if host is not None:
+            active, text = self._db.read_in_autocommit(
+                lambda conn: host.lookup(conn, asset.identity_hash, key)
+            )
+            if not active and self._refresh_host():  # an asset the host's triggers mirrored since
+                return self.read_value(asset, key)
+        else:
+            active, text = self._db.run_direct(lambda conn: self._view.lookup(conn, asset.identity_hash, key))
         if not active:
             raise self._not_active(asset)
         return text
@@ -403,7 +459,7 @@ class Store:
             ).first()
             if row is None:
                 raise self._not_active(asset)
-            return VersionedState(self._view.read(conn, row.id, keys), row.version)
+            return VersionedState(self._current(conn, row.id, keys), row.version)
 
         return self._db.run(read)
 
@@ -418,6 +474,9 @@ class Store:
             version = conn.execute(sa.select(_assets.c.version).where(_assets.c.id == asset_id)).scalar()
             if version is None:
                 raise AssetNotFoundError(f"Asset with id {asset_id} not found")
+            if self._host is not None:
+                hosted, count = self._host.entries(conn, asset_id, keys, limit, offset)
+                return StateEntries([StateEntry(*entry) for entry in hosted], count, version)
             where = [_state.c.asset_id == asset_id]
             if keys is not None:
                 where.append(_state.c.key.in_(list(keys)))
@@ -436,6 +495,9 @@ class Store:
         """One key of the asset with this id, active or not (the REST admin read of a key), and the
         asset's version, in one prepared statement: (None, version) if the key is absent.
         AssetNotFoundError for an unknown id."""
+        if self._host is not None:
+            found = self.entries(asset_id, [key])
+            return (found.entries[0] if found.entries else None), found.version
         row = self._db.run_direct(lambda conn: self._entry.first(conn, {"asset_id": asset_id, "key": key}))
         if row is None:
             raise AssetNotFoundError(f"Asset with id {asset_id} not found")
@@ -556,6 +618,9 @@ class Store:
             )
             return self._log.append(conn, claim, decide(current), writer)
 
+        if self._host is not None:  # the host's triggers append the events: one path, _locked_write
+            self._locked_write(asset, writer, keys, decide)
+            return []
         try:
             return self._db.run_direct_transaction(write)
         except NothingToRecord:
@@ -580,6 +645,9 @@ class Store:
 
         def write(conn: Connection) -> tuple[int, list[Change]]:
             stream = self._log.lock_stream(conn, asset.identity_hash, active_only=active_only)
+            if stream is None and self._host is not None and self._host.needs_refresh(conn):
+                self._host.refresh(conn)  # an asset the host's triggers mirrored since the store opened
+                stream = self._log.lock_stream(conn, asset.identity_hash, active_only=active_only)
             if stream is None:
                 raise self._not_active(asset)
             if expected_version is not None and stream.version != expected_version:
@@ -587,10 +655,23 @@ class Store:
                     f"{asset!r} is at version {stream.version}, not {expected_version}: another write came "
                     "first. Read the state again, and write again if the change still holds."
                 )
-            current = self._view.read(conn, stream.asset_id, keys)
+            current = self._current(conn, stream.asset_id, keys)
             pending = decide(conn, current) if report else decide(current)
             if not pending:
                 raise _Unchanged(stream.version, [])
+            if self._host is not None:
+                self._host.apply(conn, stream.asset_id, pending, writer)
+                version = conn.execute(
+                    sa.select(_assets.c.version).where(_assets.c.id == stream.asset_id)
+                ).scalar_one()
+                changes = (
+                    history_reader.appended_range(conn, stream.asset_id, stream.version + 1, version)
+                    if report
+                    else []
+                )
+                if dry_run:
+                    raise _Unchanged(version, changes)
+                return version, changes
             claim = self._log.claim(conn, asset.identity_hash, len(pending), active_only=active_only)
             assert claim is not None, "the stream is locked (and active, where that was asked)"
             events = self._log.append(conn, claim, pending, writer)
@@ -603,6 +684,20 @@ class Store:
             return self._db.run(write, write=True)
         except _Unchanged as unchanged:
             return unchanged.version, unchanged.changes
+
+    def _refresh_host(self) -> bool:
+        """Let the host bring eventstore's mirror of its assets up to date; True if it had to."""
+        host = self._host
+        if host is None or not self._db.run(host.needs_refresh):
+            return False
+        self._db.run(host.refresh, write=True)
+        return True
+
+    def _current(self, conn: Connection, asset_id: int, keys: Sequence[str] | None) -> dict[str, str]:
+        """The asset's current JSON texts (all keys, or `keys`): from the host's table, else the view."""
+        if self._host is not None:
+            return self._host.read(conn, asset_id, keys)
+        return self._view.read(conn, asset_id, keys)
 
     def _record(self, write: Callable[[Connection], T]) -> T | None:
         """Run a write transaction; one that finds nothing to record rolls back and returns None."""

@@ -55,7 +55,12 @@ def appended(conn: Connection, events: Sequence[NewEvent]) -> list[Change]:
     """The `Change`s of events one asset's transaction has just appended (read in that transaction)."""
     if not events:
         return []
-    params = {"asset_id": events[0].asset_id, "first": events[0].version, "last": events[-1].version}
+    return appended_range(conn, events[0].asset_id, events[0].version, events[-1].version)
+
+
+def appended_range(conn: Connection, asset_id: int, first: int, last: int) -> list[Change]:
+    """The `Change`s of one asset's versions `first` to `last` (those a transaction has just appended)."""
+    params = {"asset_id": asset_id, "first": first, "last": last}
     return [change_from_row(row) for row in conn.execute(_appended.order_by(_events.c.version), params)]
 
 

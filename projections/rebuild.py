@@ -27,7 +27,7 @@ import abc
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
@@ -153,9 +153,14 @@ def rebuild_projections(
     return RebuildReport(rebuild.events, rebuild.assets, rebuild.keys, time.perf_counter() - started)
 
 
-def verify_projections(db: Transactions, log: EventLog) -> list[Drift]:
-    """Every drift of the current view and the snapshots from the log; empty when they agree."""
-    verify = _Verify(db, log)
+ReadView = Callable[[Connection, list[int]], Mapping[int, Mapping[str, str]]]
+"""Reads the current view's rows of some assets: {asset id: {key: JSON text}}."""
+
+
+def verify_projections(db: Transactions, log: EventLog, read_view: ReadView | None = None) -> list[Drift]:
+    """Every drift of the current view and the snapshots from the log; empty when they agree. The view
+    is es_state unless `read_view` reads another (a host's table: eventstore.hosts)."""
+    verify = _Verify(db, log, read_view or _read_view)
     verify.run()
     return verify.drifts
 
@@ -442,9 +447,10 @@ def _view_rows(conn: Connection, streams: list[_StreamFold]) -> list[dict[str, A
 class _Verify(_Walk):
     """Compares the view rows and snapshots of every asset with the fold of its stream."""
 
-    def __init__(self, db: Transactions, log: EventLog) -> None:
+    def __init__(self, db: Transactions, log: EventLog, read_view: ReadView) -> None:
         super().__init__(db, log)
         self.drifts: list[Drift] = []
+        self.read_view = read_view
 
     def page_folded(self, stream: _StreamFold, rows: Sequence[EventRow]) -> None:
         stored = self.db.run(
@@ -458,7 +464,7 @@ class _Verify(_Walk):
         for stream, rows in self.read_tail(conn, streams):
             own = stored.get(stream.asset_id, {})
             stream.fold_rows(rows, own, self._compare_snapshot(own))
-        view = _read_view(conn, ids)
+        view = self.read_view(conn, ids)
         for stream in streams:
             # Per asset: the view's drifts by key, then the snapshots' by version (found while folding).
             actual = view.get(stream.asset_id, {})

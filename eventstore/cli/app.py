@@ -142,9 +142,10 @@ def parse_time(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return moment.astimezone(UTC)
 
 
-def asset_of(name: str, uri: str | None) -> Asset:
-    """The asset a NAME argument and a --uri option name (uri defaults to the name)."""
-    return Asset(name) if uri is None else Asset(name, uri)
+def asset_of(store: Store, name: str, uri: str | None) -> Asset:
+    """The asset a NAME argument and a --uri option name (uri defaults to the name; on an Airflow
+    database, the asset of that name: `Store.named_asset`)."""
+    return store.named_asset(name, uri)
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:

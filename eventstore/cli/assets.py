@@ -39,8 +39,9 @@ def activate(ctx: click.Context, name: str, uri: str | None) -> None:
 
     Example: eventstore activate orders --uri s3://data/orders/
     """
-    asset = asset_of(name, uri)
-    store_for(ctx).activate(asset, cli_writer())
+    store = store_for(ctx)
+    asset = asset_of(store, name, uri)
+    store.activate(asset, cli_writer())
     click.echo(f"active: {asset.name} ({asset.uri})")
 
 
@@ -52,8 +53,9 @@ def deactivate(ctx: click.Context, name: str, uri: str | None) -> None:
 
     Example: eventstore deactivate orders --uri s3://data/orders/
     """
-    asset = asset_of(name, uri)
-    store_for(ctx).deactivate(asset, cli_writer())
+    store = store_for(ctx)
+    asset = asset_of(store, name, uri)
+    store.deactivate(asset, cli_writer())
     click.echo(f"inactive: {asset.name} ({asset.uri})")
 
 

@@ -74,8 +74,9 @@ def history(
 
     Example: eventstore history orders --uri s3://data/orders/ --key watermark --limit 20 --newest-first
     """
-    changes = store_for(ctx).history(
-        asset_of(name, uri), key, since=since, until=until, limit=limit, newest_first=newest_first
+    store = store_for(ctx)
+    changes = store.history(
+        asset_of(store, name, uri), key, since=since, until=until, limit=limit, newest_first=newest_first
     )
     if as_json:
         print_json([change_json(change) for change in changes])
@@ -96,7 +97,8 @@ def as_of(
     Example: eventstore as-of orders --uri s3://data/orders/ --at 2024-06-02T00:03:00Z
     """
     checked_point(at, position)
-    state = store_for(ctx).state_as_of(asset_of(name, uri), at=at, position=position)
+    store = store_for(ctx)
+    state = store.state_as_of(asset_of(store, name, uri), at=at, position=position)
     if as_json:
         print_json(state)
         return
@@ -164,8 +166,9 @@ def restore(
     Example: eventstore restore orders --uri s3://data/orders/ --at 2024-06-02T00:00:00Z --dry-run
     """
     checked_point(at, position)
-    changes = store_for(ctx).restore(
-        asset_of(name, uri), at=at, position=position, writer=cli_writer(), dry_run=dry_run
+    store = store_for(ctx)
+    changes = store.restore(
+        asset_of(store, name, uri), at=at, position=position, writer=cli_writer(), dry_run=dry_run
     )
     if as_json:
         print_json([change_json(change) for change in changes])

@@ -16,7 +16,8 @@ def get(ctx: click.Context, name: str, uri: str | None, key: str) -> None:
 
     Example: eventstore get orders watermark --uri s3://data/orders/
     """
-    value = store_for(ctx).asset(asset_of(name, uri), cli_writer()).get(key)
+    store = store_for(ctx)
+    value = store.asset(asset_of(store, name, uri), cli_writer()).get(key)
     if value is None:  # None is never stored at the top level: the key is absent
         fail(f"{name!r} has no key {key!r}")
     click.echo(dumps(value))
@@ -33,7 +34,8 @@ def set_(ctx: click.Context, name: str, uri: str | None, key: str, value: str) -
     Example: eventstore set orders watermark '"2024-06-01T00:00:00Z"' --uri s3://data/orders/
     """
     parsed = parse_json(value)
-    store_for(ctx).asset(asset_of(name, uri), cli_writer()).set(key, parsed)
+    store = store_for(ctx)
+    store.asset(asset_of(store, name, uri), cli_writer()).set(key, parsed)
     click.echo(f"{name} {key} = {dumps(parsed)}")
 
 
@@ -46,7 +48,8 @@ def delete(ctx: click.Context, name: str, uri: str | None, key: str) -> None:
 
     Example: eventstore delete orders cursor --uri s3://data/orders/
     """
-    store_for(ctx).asset(asset_of(name, uri), cli_writer()).delete(key)
+    store = store_for(ctx)
+    store.asset(asset_of(store, name, uri), cli_writer()).delete(key)
     click.echo(f"{name} {key} deleted")
 
 
@@ -58,7 +61,8 @@ def clear(ctx: click.Context, name: str, uri: str | None) -> None:
 
     Example: eventstore clear orders --uri s3://data/orders/
     """
-    store_for(ctx).asset(asset_of(name, uri), cli_writer()).clear()
+    store = store_for(ctx)
+    store.asset(asset_of(store, name, uri), cli_writer()).clear()
     click.echo(f"{name} cleared")
 
 
