@@ -69,7 +69,7 @@ ACCESS_LINE = re.compile(r'"[A-Z]+ \S+ HTTP/[\d.]+" (\d{3})')
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    seconds: float = 180.0
+    seconds: float = 300.0
     clients: int = 8
     assets: int = 20
     compact_every: float = 5.0
@@ -380,7 +380,7 @@ def parse(argv: list[str]) -> tuple[list[databases.DbName], Options]:
         "--db", action="append", choices=databases.DATABASES, help="repeatable; default: all three"
     )
     parser.add_argument(
-        "--seconds", type=float, default=DEFAULTS.seconds, help="load per database (default 180)"
+        "--seconds", type=float, default=DEFAULTS.seconds, help="load per database (default 300)"
     )
     parser.add_argument(
         "--clients", type=int, default=DEFAULTS.clients, help="writer and reader processes (default 8)"
