@@ -7,8 +7,8 @@ Per database, two phases on one store:
    the parent waits until a random writer is running, sleeps a random time (seeded), SIGKILLs it, then at
    once times one write on each asset (a lock left behind would make it wait) and restarts the writer;
 2. REST (unless `--no-rest`): an `eventstore serve` process and `--clients` processes writing through
-   `eventstore.client.connect`; `--kills` times the victim is the server (half the time, killed
-   mid-request and restarted on the same port) or a client.
+   `eventstore.client.connect`; `--kills` times the victim is the server (every other kill: killed
+   mid-request and restarted on the same port) or a client (in between).
 
 Every `--check-every` kills, and at the end of each phase, every writer is killed and the checks of
 reliability.kill_checks run against the journals. Exit status 0 only when every check held.
@@ -44,10 +44,6 @@ SERVERS = {
     "mysql": os.environ.get("EVENTSTORE_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306"),
 }
 RESULTS = Path(__file__).parent / "results"
-LOCK_LIMIT = 2.0
-"""Seconds a write on an asset may take right after a kill; more means a lock was left behind."""
-HANG_LIMIT = 30.0
-"""Seconds after which a probe write is declared stuck (and the run goes on without it)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +55,10 @@ class Options:
     clients: int = 2
     max_delay: float = 0.5
     check_every: int = 50
+    lock_limit: float = 2.0
+    """Seconds a write on an asset may take right after a kill; more means a lock was left behind."""
+    hang_limit: float = 30.0
+    """Seconds after which a probe write is declared stuck (and the run goes on without it)."""
 
 
 @dataclass
@@ -116,25 +116,25 @@ class Run:
             raise RuntimeError("the first write of the run failed")
 
     def probe(self, store: Any, where: str) -> None:
-        """One write on each asset, timed: it must be acknowledged within LOCK_LIMIT seconds."""
+        """One write on each asset, timed: it must be acknowledged within `lock_limit` seconds."""
         for kind in ("update", "set_many"):
             outcome: list[str] = []
             thread = threading.Thread(target=self._perform_into, args=(store, kind, outcome), daemon=True)
             began = time.monotonic()
             thread.start()
-            thread.join(HANG_LIMIT)
+            thread.join(self.options.hang_limit)
             seconds = time.monotonic() - began
             self.report.probes += 1
             self.report.probe_max_seconds = max(self.report.probe_max_seconds, seconds)
             if thread.is_alive():
                 self.report.failures.append(
-                    f"{where}: a {kind} hung for {HANG_LIMIT:.0f} s (a lock left behind)"
+                    f"{where}: a {kind} hung for {self.options.hang_limit:.0f} s (a lock left behind)"
                 )
             elif outcome != ["A"]:
                 self.report.failures.append(
                     f"{where}: a {kind} right after a kill was not applied ({outcome})"
                 )
-            elif seconds > LOCK_LIMIT:
+            elif seconds > self.options.lock_limit:
                 self.report.failures.append(f"{where}: a {kind} took {seconds:.2f} s (a lock left behind?)")
 
     # --- the checks ---------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ class Run:
         def victim(number: int) -> None:
             slot = writers.any_ready(self.rng)
             time.sleep(self.rng.uniform(0, self.options.max_delay))
-            if self.rng.random() < 0.5:
+            if number % 2:  # the server every other kill, a client in between
                 server.kill()
                 self.report.kills_server += 1
                 self.probe(self.store, f"server kill {number}")
@@ -200,7 +200,7 @@ class Run:
 
         try:
             self._kill_loop(writers, "REST", victim)
-            with connect(server.url, timeout=HANG_LIMIT) as remote:
+            with connect(server.url, timeout=self.options.hang_limit) as remote:
                 self.probe(remote, "through the restarted server")
         finally:
             writers.kill_all()

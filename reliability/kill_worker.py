@@ -10,11 +10,13 @@ or `eventstore.client.connect(URL)` for a REST server) and loops until SIGKILLed
 
 Each is journaled before and after (reliability.kill_journal). A StoreUnavailableError (the REST server
 is down, say) is journaled and the writer carries on after a short pause, as a worker would; any other
-exception ends the process with a traceback, which the parent reports as a failure.
+exception ends the process with a traceback, which the parent reports as a failure. A writer whose parent
+has gone (the run was interrupted) stops by itself.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -72,8 +74,8 @@ def run(mode: str, url: str, journal_path: Path, name: str, seed: int) -> None:
     else:
         store = open_store(url)
     journal.write({"t": "R"})
-    sequence = 0
-    while True:
+    parent, sequence = os.getppid(), 0
+    while os.getppid() == parent:  # an orphan stops: nobody would kill it any more
         sequence += 1
         perform(store, journal, f"{name}.{sequence}", rng.choices(KINDS, WEIGHTS)[0], rng)
 
