@@ -95,8 +95,11 @@ class Run:
         self.store: Store = open_store(url)
         self.journal = Journal(directory / "parent.journal")
         self.sequence = 0
+        self._probes: list[threading.Thread] = []
 
     def close(self) -> None:
+        for thread in self._probes:  # a stuck probe released since: let it finish before the store closes
+            thread.join(self.options.hang_limit)
         self.journal.close()
         self.store.close()
 
@@ -122,6 +125,7 @@ class Run:
             thread = threading.Thread(target=self._perform_into, args=(store, kind, outcome), daemon=True)
             began = time.monotonic()
             thread.start()
+            self._probes.append(thread)
             thread.join(self.options.hang_limit)
             seconds = time.monotonic() - began
             self.report.probes += 1
