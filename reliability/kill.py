@@ -327,7 +327,7 @@ def main(argv: list[str]) -> int:
     databases, options = parse(argv)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = RESULTS / f"kill-{stamp}"
-    reports = []
+    reports: list[DatabaseReport] = []
     for database in databases:
         directory = work / database
         directory.mkdir(parents=True)
@@ -338,9 +338,18 @@ def main(argv: list[str]) -> int:
         finally:
             drop_database(database, url)
         reports.append(report)
+        print(f"{database}: {'ok' if report.ok else 'FAILED'} in {report.seconds} s", flush=True)
+        _write_results(stamp, options, reports)  # after each database: a long run interrupted keeps them
         if report.ok:
             shutil.rmtree(directory)  # the journals are kept only when a check failed
     print_table(reports)
+    if all(r.ok for r in reports):
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
+    return 1
+
+
+def _write_results(stamp: str, options: Options, reports: list[DatabaseReport]) -> None:
     result = {
         "run": "kill",
         "date": stamp,
@@ -348,12 +357,7 @@ def main(argv: list[str]) -> int:
         "options": asdict(options),
         "databases": [asdict(r) for r in reports],
     }
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"kill-{stamp}.json").write_text(json.dumps(result, indent=2))
-    if all(r.ok for r in reports):
-        shutil.rmtree(work, ignore_errors=True)
-        return 0
-    return 1
 
 
 if __name__ == "__main__":
