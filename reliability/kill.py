@@ -55,6 +55,8 @@ class Options:
     clients: int = 2
     max_delay: float = 0.5
     check_every: int = 50
+    think: float = 0.02
+    """Seconds (at most) a writer pauses between two operations."""
     lock_limit: float = 2.0
     """Seconds a write on an asset may take right after a kill; more means a lock was left behind."""
     hang_limit: float = 30.0
@@ -67,6 +69,8 @@ class DatabaseReport:
     kills_local: int = 0
     kills_server: int = 0
     kills_client: int = 0
+    kills_mid_call: int = 0
+    """Kills that landed inside a call: the writer's, or for a server kill, some client's."""
     attempted: int = 0
     acknowledged: int = 0
     outcome_unknown: int = 0
@@ -169,12 +173,20 @@ class Run:
     # --- the two phases -----------------------------------------------------------------------------
 
     def local_phase(self) -> None:
-        writers = Writers("local", self.url, self.directory, "w", self.options.writers, self.options.seed)
+        writers = Writers(
+            "local",
+            self.url,
+            self.directory,
+            "w",
+            self.options.writers,
+            self.options.seed,
+            self.options.think,
+        )
 
         def victim(number: int) -> None:
             slot = writers.any_ready(self.rng)
             time.sleep(self.rng.uniform(0, self.options.max_delay))
-            writers.kill(slot)
+            self.report.kills_mid_call += writers.kill(slot)
             self.report.kills_local += 1
             self.probe(self.store, f"local kill {number}")
             writers.start(slot)
@@ -187,18 +199,27 @@ class Run:
 
         server = Server(self.url, self.directory)
         self._started(server)
-        writers = Writers("remote", server.url, self.directory, "c", self.options.clients, self.options.seed)
+        writers = Writers(
+            "remote",
+            server.url,
+            self.directory,
+            "c",
+            self.options.clients,
+            self.options.seed,
+            self.options.think,
+        )
 
         def victim(number: int) -> None:
             slot = writers.any_ready(self.rng)
             time.sleep(self.rng.uniform(0, self.options.max_delay))
             if number % 2:  # the server every other kill, a client in between
+                self.report.kills_mid_call += writers.in_flight() > 0
                 server.kill()
                 self.report.kills_server += 1
                 self.probe(self.store, f"server kill {number}")
                 self._started(server)
             else:
-                writers.kill(slot)
+                self.report.kills_mid_call += writers.kill(slot)
                 self.report.kills_client += 1
                 writers.start(slot)
 
@@ -280,6 +301,7 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
     parser.add_argument("--writers", type=int, default=Options.writers, help="local writer processes")
     parser.add_argument("--clients", type=int, default=Options.clients, help="HTTP client processes")
     parser.add_argument("--max-delay", type=float, default=Options.max_delay, help="seconds, kill delay")
+    parser.add_argument("--think", type=float, default=Options.think, help="seconds, pause between ops")
     parser.add_argument("--check-every", type=int, default=Options.check_every, help="kills between checks")
     args = parser.parse_args(argv)
     options = Options(
@@ -290,6 +312,7 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
         clients=args.clients,
         max_delay=args.max_delay,
         check_every=args.check_every,
+        think=args.think,
     )
     return args.db or list(DATABASES), options
 
@@ -304,6 +327,7 @@ def print_table(reports: list[DatabaseReport]) -> None:
         "kills local": lambda r: r.kills_local,
         "kills server": lambda r: r.kills_server,
         "kills client": lambda r: r.kills_client,
+        "mid-call": lambda r: r.kills_mid_call,
         "attempted": lambda r: r.attempted,
         "acknowledged": lambda r: r.acknowledged,
         "outcome unknown": lambda r: r.outcome_unknown,

@@ -50,6 +50,15 @@ def is_ready(path: Path) -> bool:
         return False
 
 
+def in_flight(path: Path) -> bool:
+    """Whether the journal's writer was inside a call: its last complete line is "begun"."""
+    try:
+        lines = path.read_bytes().split(b"\n")[:-1]  # the part after the last newline is cut short
+    except FileNotFoundError:
+        return False
+    return bool(lines) and json.loads(lines[-1])["t"] == "B"
+
+
 @dataclass
 class Outcomes:
     """Every journal of a run, merged: operations by id."""

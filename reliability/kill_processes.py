@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from reliability.kill_journal import is_ready
+from reliability.kill_journal import in_flight, is_ready
 
 READY_TIMEOUT = 120.0
 """Seconds a new process may take to start (2 cores shared by several test runs can be slow)."""
@@ -40,8 +40,11 @@ class Writers:
     """`count` writer processes in slots; a killed slot is restarted as a new generation (a new name,
     journal and seed), so every operation id of the run is unique."""
 
-    def __init__(self, mode: str, url: str, directory: Path, prefix: str, count: int, seed: int) -> None:
+    def __init__(
+        self, mode: str, url: str, directory: Path, prefix: str, count: int, seed: int, think: float
+    ) -> None:
         self.mode, self.url, self.directory, self.prefix, self.seed = mode, url, directory, prefix, seed
+        self.think = think
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * count
         self.journals: list[Path] = [directory / "none"] * count
         self.generation = 0
@@ -53,7 +56,12 @@ class Writers:
         self.journals[slot] = self.directory / f"{name}.journal"
         stderr = (self.directory / f"{name}.stderr").open("wb")
         command = [sys.executable, "-m", "reliability.kill_worker", self.mode, self.url]
-        command += [str(self.journals[slot]), name, str(self.seed * 100_003 + self.generation)]
+        command += [
+            str(self.journals[slot]),
+            name,
+            str(self.seed * 100_003 + self.generation),
+            str(self.think),
+        ]
         self.processes[slot] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         stderr.close()
 
@@ -84,11 +92,12 @@ class Writers:
                 raise RuntimeError("no writer became ready")
             time.sleep(0.01)
 
-    def kill(self, slot: int) -> None:
-        """SIGKILL the slot's writer; if it had already ended by itself, record that as a crash."""
+    def kill(self, slot: int) -> bool:
+        """SIGKILL the slot's writer; if it had already ended by itself, record that as a crash. Returns
+        whether the kill landed inside a call (its journal's last line says "begun")."""
         process = self.processes[slot]
         if process is None:
-            return
+            return False
         if process.poll() is not None:
             self.crashes.append(
                 f"{self.journals[slot].stem} exited {process.returncode}: {self._stderr(slot)}"
@@ -96,6 +105,13 @@ class Writers:
         else:
             _kill(process)
         self.processes[slot] = None
+        return in_flight(self.journals[slot])
+
+    def in_flight(self) -> int:
+        """How many writers are inside a call right now."""
+        return sum(
+            in_flight(path) for path, process in zip(self.journals, self.processes, strict=True) if process
+        )
 
     def kill_all(self) -> None:
         for slot in range(len(self.processes)):

@@ -1,7 +1,9 @@
 """A writer of the kill -9 run, killed and restarted by the parent (`reliability.kill`) hundreds of times.
 
-`python -m reliability.kill_worker local|remote URL JOURNAL NAME SEED`: opens the store (`open_store(URL)`,
-or `eventstore.client.connect(URL)` for a REST server) and loops until SIGKILLed over three operations:
+`python -m reliability.kill_worker local|remote URL JOURNAL NAME SEED THINK`: opens the store
+(`open_store(URL)`, or `eventstore.client.connect(URL)` for a REST server) and loops until SIGKILLed over
+three operations, pausing a random 0..THINK seconds between two (as a pipeline's task does between its
+writes; it also leaves the CPU to the processes being restarted):
 
 - `update`: +1 on COUNTER's key "n" (the acknowledged result is the new value);
 - `set_many`: MANY's keys a, b, c all set to the operation's id in one call (a half-applied one would
@@ -64,7 +66,7 @@ def perform(store: Any, journal: Journal, op: str, kind: str, rng: random.Random
     return "A"
 
 
-def run(mode: str, url: str, journal_path: Path, name: str, seed: int) -> None:
+def run(mode: str, url: str, journal_path: Path, name: str, seed: int, think: float) -> None:
     rng = random.Random(seed)
     journal = Journal(journal_path)
     if mode == "remote":
@@ -78,8 +80,9 @@ def run(mode: str, url: str, journal_path: Path, name: str, seed: int) -> None:
     while os.getppid() == parent:  # an orphan stops: nobody would kill it any more
         sequence += 1
         perform(store, journal, f"{name}.{sequence}", rng.choices(KINDS, WEIGHTS)[0], rng)
+        time.sleep(rng.uniform(0, think))
 
 
 if __name__ == "__main__":
-    mode, url, journal_path, name, seed = sys.argv[1:6]
-    run(mode, url, Path(journal_path), name, int(seed))
+    mode, url, journal_path, name, seed, think = sys.argv[1:7]
+    run(mode, url, Path(journal_path), name, int(seed), float(think))
