@@ -350,7 +350,7 @@ def print_table(reports: list[DatabaseReport]) -> None:
 def main(argv: list[str]) -> int:
     databases, options = parse(argv)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    work = RESULTS / f"kill-{stamp}"
+    work = RESULTS / f"kill-{stamp}-{os.getpid()}"  # runs started in the same second stay apart
     reports: list[DatabaseReport] = []
     for database in databases:
         directory = work / database
@@ -381,7 +381,7 @@ def _write_results(stamp: str, options: Options, reports: list[DatabaseReport]) 
         "options": asdict(options),
         "databases": [asdict(r) for r in reports],
     }
-    (RESULTS / f"kill-{stamp}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"kill-{stamp}-{os.getpid()}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
