@@ -72,6 +72,7 @@ class Outcomes:
     unknown: list[tuple[str, str]] = field(default_factory=list)
     health: collections.Counter[int] = field(default_factory=collections.Counter)
     raw: list[str] = field(default_factory=list)
+    unknown_landed: int = 0  # of the unknown outcomes, how many the log holds (filled by check_log)
 
     def error(self, where: str, error: BaseException) -> None:
         kind = f"{where}: {type(error).__name__}"
@@ -143,7 +144,7 @@ def _store_writer(store: Store, number: int, outcomes: Outcomes, stop: threading
             outcomes.error("store write", error)
             if isinstance(error, OutcomeUnknownError):
                 with outcomes.lock:
-                    outcomes.unknown.append((key, value))
+                    outcomes.unknown.append((f"{asset.name}/{key}", value))
             time.sleep(0.02)
             continue
         except Exception as error:
@@ -186,7 +187,7 @@ def _http_client(base: str, number: int, outcomes: Outcomes, stop: threading.Eve
                 outcomes.error("http write", error)
                 if isinstance(error, OutcomeUnknownError):
                     with outcomes.lock:
-                        outcomes.unknown.append(("watermark", value))
+                        outcomes.unknown.append((f"{asset.name}/watermark", value))
                 time.sleep(0.02)
                 continue
             except Exception as error:
@@ -264,7 +265,10 @@ class Report:
                 f"   recovery (back -> every worker's next success): p50 {p50:.2f} s, "
                 f"max {max(self.recovery):.2f} s"
             )
-        lines.append(f"   acknowledged writes {len(o.acknowledged)}, outcome unknown {len(o.unknown)}")
+        lines.append(
+            f"   acknowledged writes {len(o.acknowledged)}, outcome unknown {len(o.unknown)} "
+            f"(of which in the log: {o.unknown_landed}, each once)"
+        )
         lines.append(f"   /health: {dict(sorted(o.health.items()))}")
         for kind, count in sorted(o.errors.items()):
             lines.append(f"   {count:6} {kind}   e.g. {o.samples.get(kind, '')!r}")
@@ -362,6 +366,7 @@ def check_log(store: Store, url: str, outcomes: Outcomes) -> dict[str, bool]:
             logged[(f"{name}/{key}", value)] += 1
 
     acknowledged = [(key, json.dumps(value)) for key, value in outcomes.acknowledged]
+    outcomes.unknown_landed = sum(1 for key, value in outcomes.unknown if logged[(key, json.dumps(value))])
     return {
         "view == fold of the log": store.verify_projections() == [],
         "versions without holes": all(sorted(v) == list(range(1, len(v) + 1)) for v in versions.values()),
