@@ -1,5 +1,7 @@
 """The short version of `python -m reliability restarts` (reliability/restarts.py, the same code with
-small sizes): two faults per database under a Store's and a REST server's load, then the checks.
+small sizes): two faults per database under a Store's and a REST server's load, then the checks. The
+three databases run at the same time (most of the time is spent waiting for servers to start and stop),
+each reported by its own test.
 
 PostgreSQL and MariaDB run as private instances (reliability/instances.py), never the shared servers;
 SQLite's disks need root (mount). Where these cannot be created the test skips with the reason, except
@@ -7,7 +9,9 @@ under CI=true, where it fails."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,10 +20,21 @@ from reliability import instances, restarts
 OPTIONS = restarts.Options(dbs=[], restarts=2, seed=17, down=0.8, up=0.8, writers=2, clients=1)
 
 
-@pytest.mark.parametrize("db", ["sqlite", "postgres", "mysql"])
-def test_callers_see_store_unavailable_and_everything_recovers(db: str) -> None:
+DATABASES = ("sqlite", "postgres", "mysql")
+
+
+@pytest.fixture(scope="module")
+def runs() -> Iterator[dict[str, concurrent.futures.Future[list[restarts.Report]]]]:
+    with concurrent.futures.ThreadPoolExecutor(len(DATABASES)) as pool:
+        yield {db: pool.submit(restarts.run_database, db, OPTIONS, lambda line: None) for db in DATABASES}
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_callers_see_store_unavailable_and_everything_recovers(
+    db: str, runs: dict[str, concurrent.futures.Future[list[restarts.Report]]]
+) -> None:
     try:
-        reports = restarts.run_database(db, OPTIONS, log=lambda line: None)
+        reports = runs[db].result()
     except instances.InstanceError as error:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true: the {db} faults could not be set up: {error}", pytrace=False)
