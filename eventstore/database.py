@@ -74,7 +74,11 @@ class Database:
         return self.engine.dialect
 
     def run(self, work: Callable[[Connection], T], *, write: bool = False) -> T:
-        """Run `work(conn)` in one transaction and commit; retry what is safe to retry."""
+        """Run `work(conn)` in one transaction and commit; retry what is safe to retry.
+
+        `write=True` for every unit of work that writes: a read (`write=False`) whose connection breaks
+        while committing changed nothing, so it runs again instead of raising OutcomeUnknownError.
+        """
 
         def attempt(state: Attempt) -> T:
             with self.engine.connect() as conn:
@@ -89,7 +93,7 @@ class Database:
                     else:
                         conn.invalidate()  # never back to the pool; closing it rolls back
                     raise
-                state.committing = True
+                state.committing = write
                 transaction.commit()
                 return result
 

@@ -4,6 +4,8 @@
 - A connection found broken before COMMIT was sent (a restarted server leaves every pooled connection
   broken), or lost while it was being opened (`Backend.is_lost_connection`), is discarded and the unit of
   work runs again on another.
+- A read whose connection breaks while committing (`Database.run` without `write=True`) runs again:
+  it changed nothing.
 - A write that commits by itself in one round trip (`Database.run_direct_write`: the single-statement
   `set`) counts as committing from the moment it is sent, so it is never run again once sent. A
   restart does not turn into errors for such writes all the same: the connection is first checked for a
