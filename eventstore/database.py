@@ -94,7 +94,13 @@ class Database:
                         conn.invalidate()  # never back to the pool; closing it rolls back
                     raise
                 state.committing = write
-                transaction.commit()
+                try:
+                    transaction.commit()
+                except BaseException:
+                    # Maybe still in the transaction (SQLite after SQLITE_FULL), holding its locks:
+                    # never back to the pool.
+                    conn.invalidate()
+                    raise
                 return result
 
         return self._with_retries(attempt)

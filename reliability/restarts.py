@@ -221,8 +221,9 @@ def _health_poller(base: str, outcomes: Outcomes, stop: threading.Event) -> None
 
 
 @contextlib.contextmanager
-def _server(url: str) -> Iterator[str]:
-    """`eventstore serve` on `url` in a process of its own; its base URL once it answers."""
+def _server(url: str, failures: list[str]) -> Iterator[str]:
+    """`eventstore serve` on `url` in a process of its own; its base URL once it answers. A server that
+    does not exit within 30 s of SIGTERM is killed and added to `failures`."""
     port = instances.free_port()
     command = [sys.executable, "-m", "eventstore", "--url", url, "serve", "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -241,7 +242,14 @@ def _server(url: str) -> Iterator[str]:
             raise RuntimeError("the server process exited during the run: it must survive every fault")
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+            failures.append(
+                f"the server did not exit within 30 s of SIGTERM; its stderr ends {stderr[-600:]!r}"
+            )
 
 
 # --- one database --------------------------------------------------------------------------------------
@@ -292,7 +300,7 @@ def run_under_faults(
     outcomes = report.outcomes
     stop = threading.Event()
     rng = random.Random(options.seed)
-    with open_store(url) as store, _server(url) as base:
+    with open_store(url) as store, _server(url, report.failures) as base:
         for number in range(options.writers):
             store.activate(Asset(f"writer-{number}"))
         for number in range(options.clients):
