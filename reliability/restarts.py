@@ -32,6 +32,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -226,7 +227,10 @@ def _server(url: str, failures: list[str]) -> Iterator[str]:
     does not exit within 30 s of SIGTERM is killed and added to `failures`."""
     port = instances.free_port()
     command = [sys.executable, "-m", "eventstore", "--url", url, "serve", "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its log to a file, not a pipe: a pipe nobody reads fills up with the 503 warnings, and the server
+    # then blocks in its logging (how a first version of this run hung).
+    log_file = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -235,7 +239,7 @@ def _server(url: str, failures: list[str]) -> Iterator[str]:
                 if httpx.get(f"{base}/health", timeout=2).status_code == 200:
                     break
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"eventstore serve did not start: {process.stderr.read()[-800:]!r}")  # type: ignore[union-attr]
+                raise RuntimeError(f"eventstore serve did not start: {_tail(log_file)!r}")
             time.sleep(0.1)
         yield base
         if process.poll() is not None:
@@ -246,10 +250,17 @@ def _server(url: str, failures: list[str]) -> Iterator[str]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            _, stderr = process.communicate()
+            process.wait()
             failures.append(
-                f"the server did not exit within 30 s of SIGTERM; its stderr ends {stderr[-600:]!r}"
+                f"the server did not exit within 30 s of SIGTERM; its log ends {_tail(log_file)!r}"
             )
+        log_file.close()
+
+
+def _tail(log_file: IO[bytes]) -> bytes:
+    log_file.seek(0, os.SEEK_END)
+    log_file.seek(max(0, log_file.tell() - 600))
+    return log_file.read()
 
 
 # --- one database --------------------------------------------------------------------------------------
