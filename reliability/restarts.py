@@ -229,7 +229,7 @@ def _server(url: str, failures: list[str]) -> Iterator[str]:
     command = [sys.executable, "-m", "eventstore", "--url", url, "serve", "--port", str(port)]
     # Its log to a file, not a pipe: a pipe nobody reads fills up with the 503 warnings, and the server
     # then blocks in its logging (how a first version of this run hung).
-    log_file = tempfile.TemporaryFile()
+    log_file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -260,7 +260,7 @@ def _server(url: str, failures: list[str]) -> Iterator[str]:
 def _tail(log_file: IO[bytes]) -> bytes:
     log_file.seek(0, os.SEEK_END)
     log_file.seek(max(0, log_file.tell() - 600))
-    return log_file.read()
+    return bytes(log_file.read())
 
 
 # --- one database --------------------------------------------------------------------------------------
