@@ -114,7 +114,11 @@ _WAITING_ON_A_LOCK = {
     "postgres": (
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
     ),
-    "mysql": "SELECT trx_mysql_thread_id FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+    # The only session of the database running a statement: the set, waiting (the others are idle).
+    "mysql": (
+        "SELECT id FROM information_schema.processlist "
+        "WHERE db = DATABASE() AND command = 'Query' AND id <> CONNECTION_ID()"
+    ),
 }
 
 
