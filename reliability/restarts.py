@@ -438,7 +438,7 @@ def read_only_disk(options: Options, report: Report, log: Callable[[str], None])
 def run_database(db: str, options: Options, log: Callable[[str], None] = print) -> list[Report]:
     """Every fault of one database (`db`: sqlite, postgres or mysql); InstanceError if it cannot be set up."""
     if db == "sqlite":
-        disk = instances.SmallDisk(64)
+        disk = instances.SmallDisk(256)  # room for the run's own data: only the filler makes it full
         try:
             full = Report("sqlite, disk full (tmpfs)")
             run_under_faults(f"sqlite:///{disk.path / 'es.db'}", FullDisk(disk), options, full, log)
