@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import os
+import select
 import weakref
 from typing import Protocol
 
@@ -77,6 +78,17 @@ def reusable_after(error: BaseException) -> bool:
     if isinstance(error, DBAPIError):
         return not error.connection_invalidated
     return isinstance(error, StateStoreError)
+
+
+def socket_closed(socket: int) -> bool:
+    """Whether an idle connection's socket has something to read: the server closed it (a restart, an
+    idle timeout, pg_terminate_backend or KILL), usually with a last error message before the close.
+    An idle connection is sent nothing else, so either way it must not carry a write. One `poll`
+    system call, no round trip (about a microsecond): cheap enough before every write that cannot be
+    retried (`Database.run_direct_write`, through `Backend.is_closed`)."""
+    poller = select.poll()
+    poller.register(socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 # --- os.fork -------------------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ whose statements each stand alone can use `Database.read_in_autocommit(work)` in
 of autocommit connections: no BEGIN and COMMIT around it (one round trip instead of three on
 PostgreSQL for a single statement).
 
-The hot paths (`get`; `set` in one statement where the database can) run through
-`Database.run_direct(work)`: `work` gets a pooled autocommit DBAPI connection and runs one prepared
-statement on it (eventstore.prepared), without a SQLAlchemy `Connection` around it; the write
-transactions of the state run through `Database.run_direct_transaction(work)` the same way. The
-connections of these paths stay checked out between calls (eventstore.connections).
+The hot paths run on pooled autocommit DBAPI connections, one prepared statement at a time
+(eventstore.prepared), without a SQLAlchemy `Connection` around them: `get` through
+`Database.run_direct(work)` (reads), `set` in one statement where the database can through
+`Database.run_direct_write(work)` (a write that commits by itself, never repeated once sent), the write
+transactions of the state through `Database.run_direct_transaction(work)`. The connections of these
+paths stay checked out between calls (eventstore.connections).
 
 What is retried and how failures reach the user: eventstore.retries. What a forked child does with the
 connections it inherited: eventstore.connections.
@@ -36,6 +37,11 @@ T = TypeVar("T")
 
 DIRECT_CONNECTIONS_KEPT = 4
 """How many connections of the direct paths stay checked out between calls (`HeldConnections`)."""
+
+STALE_CONNECTIONS_CHECKED = 64
+"""How many connections `run_direct_write` discards at most, found closed by the server, before it uses
+one anyway: more than the held ones and the pool's (a restart closes them all), so that it ends on a
+connection it has just opened."""
 
 
 class Database:
@@ -68,7 +74,11 @@ class Database:
         return self.engine.dialect
 
     def run(self, work: Callable[[Connection], T], *, write: bool = False) -> T:
-        """Run `work(conn)` in one transaction and commit; retry what is safe to retry."""
+        """Run `work(conn)` in one transaction and commit; retry what is safe to retry.
+
+        `write=True` for every unit of work that writes: a read (`write=False`) whose connection breaks
+        while committing changed nothing, so it runs again instead of raising OutcomeUnknownError.
+        """
 
         def attempt(state: Attempt) -> T:
             with self.engine.connect() as conn:
@@ -83,8 +93,14 @@ class Database:
                     else:
                         conn.invalidate()  # never back to the pool; closing it rolls back
                     raise
-                state.committing = True
-                transaction.commit()
+                state.committing = write
+                try:
+                    transaction.commit()
+                except BaseException:
+                    # Maybe still in the transaction (SQLite after SQLITE_FULL), holding its locks:
+                    # never back to the pool.
+                    conn.invalidate()
+                    raise
                 return result
 
         return self._with_retries(attempt)
@@ -105,13 +121,27 @@ class Database:
         return self._with_retries(attempt)
 
     def run_direct(self, work: Callable[[PoolProxiedConnection], T]) -> T:
-        """Run `work(connection)`, one prepared statement, on a pooled autocommit DBAPI connection.
-
-        The statement is its own transaction. If the connection breaks, `work` runs again on another
-        one, even if the statement may have committed: so it must be a read, or a write that may be
-        repeated (a `set`: the state ends the same; the log may then hold the set twice).
-        """
+        """Run `work(connection)`, one prepared statement that only reads, on a pooled autocommit DBAPI
+        connection. If the connection breaks, `work` runs again on another one."""
         return self._with_retries(lambda state: self._on_direct_connection(work))
+
+    def run_direct_write(self, work: Callable[[PoolProxiedConnection], T]) -> T:
+        """Run `work(connection)`: one round trip that writes and commits by itself (an autocommit
+        statement, or a packet from BEGIN to COMMIT), on a pooled autocommit DBAPI connection.
+
+        Once sent, it is never sent again: if the connection breaks before the answer arrived, the write
+        may have committed, and the caller gets OutcomeUnknownError (eventstore.retries). So that a
+        database restart does not turn into such errors for the next writes, the connection is first
+        checked for a close the server has already signalled (one `poll`, no round trip), and every
+        one found closed is discarded for another.
+        """
+
+        def attempt(state: Attempt) -> T:
+            connection = self._live_direct_connection()
+            state.committing = True
+            return self._on_direct_connection(work, connection)
+
+        return self._with_retries(attempt)
 
     def run_direct_transaction(self, work: Callable[[PoolProxiedConnection], T]) -> T:
         """Run `work(connection)`, prepared statements only, in one write transaction on a pooled DBAPI
@@ -135,20 +165,26 @@ class Database:
                         raise
                 raise
             state.committing = True
-            commit.run(connection, {})
+            try:
+                commit.run(connection, {})
+            except BaseException:
+                # The transaction may still be open (SQLite keeps it after SQLITE_FULL): never kept.
+                if connection.is_valid:
+                    connection.invalidate()
+                raise
             return result
 
         return self._with_retries(
             lambda state: self._on_direct_connection(functools.partial(transaction, state))
         )
 
-    def _on_direct_connection(self, work: Callable[[PoolProxiedConnection], T]) -> T:
-        """`work(connection)` on a DBAPI connection of the autocommit engine, discarded if `work` may
-        have left it broken, with a reply unread or a transaction open."""
-        try:
-            connection = self._direct.take()
-        except self._driver_error as error:
-            raise driver_error(self.dialect, error) from error
+    def _on_direct_connection(
+        self, work: Callable[[PoolProxiedConnection], T], connection: PoolProxiedConnection | None = None
+    ) -> T:
+        """`work(connection)` on a DBAPI connection of the autocommit engine (a held one if not given),
+        discarded if `work` may have left it broken, with a reply unread or a transaction open."""
+        if connection is None:
+            connection = self._take_direct()
         try:
             result = work(connection)
         except BaseException as error:
@@ -158,6 +194,23 @@ class Database:
             raise
         self._direct.put_back(connection)
         return result
+
+    def _take_direct(self) -> PoolProxiedConnection:
+        try:
+            return self._direct.take()
+        except self._driver_error as error:
+            raise driver_error(self.dialect, error) from error
+
+    def _live_direct_connection(self) -> PoolProxiedConnection:
+        """A direct connection whose server has not closed it, as far as its socket tells."""
+        for _ in range(STALE_CONNECTIONS_CHECKED):
+            connection = self._take_direct()
+            dbapi_connection = connection.dbapi_connection
+            if dbapi_connection is not None and not self.backend.is_closed(dbapi_connection):
+                return connection
+            connection.invalidate()  # the pool opens a new one in its place
+            self._direct.put_back(connection)
+        return self._take_direct()
 
     def _with_retries(self, attempt: Callable[[Attempt], T]) -> T:
         return with_retries(self.backend, self.url_for_people, attempt)

@@ -4,8 +4,16 @@
 - A connection found broken before COMMIT was sent (a restarted server leaves every pooled connection
   broken), or lost while it was being opened (`Backend.is_lost_connection`), is discarded and the unit of
   work runs again on another.
+- A read whose connection breaks while committing (`Database.run` without `write=True`) runs again:
+  it changed nothing.
+- A write that commits by itself in one round trip (`Database.run_direct_write`: the single-statement
+  `set`) counts as committing from the moment it is sent, so it is never run again once sent. A
+  restart does not turn into errors for such writes all the same: the connection is first checked for a
+  close the server has already signalled (no round trip) and replaced if closed.
 - Anything else that means "the database cannot be used" becomes `StoreUnavailableError` (nothing was
-  applied) or, when the connection broke while committing, `OutcomeUnknownError` (it may have been).
+  applied) or, when the connection broke while committing, `OutcomeUnknownError` (it may have been;
+  not where a failed COMMIT certainly applied nothing: `Backend.commit_error_means_not_applied`,
+  SQLite). The message names the cause and what to do (a full or read-only disk too).
 """
 
 from __future__ import annotations
@@ -49,7 +57,8 @@ def with_retries(backend: Backend, url_for_people: str, attempt: Callable[[Attem
                 time.sleep(random.uniform(0, 0.002 * number))
                 continue
             if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
-                raise unavailable(url_for_people, error, during_commit=state.committing) from error
+                unknown = state.committing and not backend.commit_error_means_not_applied
+                raise unavailable(url_for_people, error, during_commit=unknown) from error
             raise
     raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -63,6 +72,19 @@ def unavailable(url_for_people: str, error: DBAPIError, *, during_commit: bool) 
             "may not have been applied: check with history() before repeating it."
         )
     return StoreUnavailableError(
-        f"Cannot use the database at {url_for_people}: {cause}. Check that it is running and that "
-        "EVENTSTORE_URL is right; nothing of this call was applied."
+        f"Cannot use the database at {url_for_people}: {cause}. {_what_to_do(error)}; nothing of this "
+        "call was applied."
     )
+
+
+def _what_to_do(error: DBAPIError) -> str:
+    """Advice for the cause: a full or read-only disk needs something else than a stopped server."""
+    text = str(error.orig).lower() if error.orig is not None else str(error).lower()
+    if "disk is full" in text or "no space left" in text or getattr(error.orig, "sqlstate", None) == "53100":
+        return "The disk holding the database is full: free space on it (or raise its quota), then retry"
+    if "readonly" in text or "read-only" in text or "disk i/o error" in text:
+        return (
+            "The database's files cannot be written (a read-only or failing disk, or file permissions): "
+            "make them writable, then retry; reads may still work"
+        )
+    return "Check that it is running and that EVENTSTORE_URL is right"

@@ -509,7 +509,7 @@ class Store:
     def set_value(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
         """One `set` event: in one statement where the database can, else in the log's transaction."""
         fast = self._single_set
-        if fast is not None and self._db.run_direct(
+        if fast is not None and self._db.run_direct_write(
             lambda conn: fast.try_set(conn, asset.identity_hash, key, text, writer)
         ):
             return

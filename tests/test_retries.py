@@ -3,6 +3,9 @@ dropped pooled connection, a connection lost while opening, and a commit whose o
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
+
 import pymysql
 import pytest
 import sqlalchemy as sa
@@ -22,25 +25,27 @@ def test_an_unreachable_database_raises_store_unavailable(url: str) -> None:
         open_store(url)
 
 
+_KILL = {"postgres": "SELECT pg_terminate_backend({})", "mysql": "KILL {}"}
+_OTHER_SESSIONS = {
+    "postgres": (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    ),
+    "mysql": "SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+}
+
+
 def _kill_other_connections(url: str, backend: str) -> None:
+    """Kill every other session on the store's database, as a restart does, and wait until they are gone
+    (pg_terminate_backend only signals: the session closes its socket a moment later)."""
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        if backend == "postgres":
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-        else:
-            ids = conn.execute(
-                sa.text(
-                    "SELECT id FROM information_schema.processlist "
-                    "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-                )
-            ).scalars()
-            for connection_id in ids:
-                conn.execute(sa.text(f"KILL {int(connection_id)}"))
+        killed = set(conn.execute(sa.text(_OTHER_SESSIONS[backend])).scalars())
+        for session in killed:
+            conn.execute(sa.text(_KILL[backend].format(int(session))))
+        deadline = time.monotonic() + 10
+        while killed & set(conn.execute(sa.text(_OTHER_SESSIONS[backend])).scalars()):
+            assert time.monotonic() < deadline, "the killed sessions did not go away"
+            time.sleep(0.01)
     engine.dispose()
 
 
@@ -103,3 +108,70 @@ def test_a_connection_lost_while_committing_is_an_unknown_outcome_and_never_retr
     assert len(tries) == 1
     error = unavailable("sqlite:///x.db", _lost(2013, "gone"), during_commit=True)
     assert isinstance(error, OutcomeUnknownError) and isinstance(error, StoreUnavailableError)
+
+
+_WAITING_ON_A_LOCK = {
+    "postgres": (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ),
+    # The only session of the database running a statement: the set, waiting (the others are idle).
+    "mysql": (
+        "SELECT id FROM information_schema.processlist "
+        "WHERE db = DATABASE() AND command = 'Query' AND id <> CONNECTION_ID()"
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"], indirect=True)
+def test_a_set_whose_connection_is_killed_in_flight_is_an_unknown_outcome_never_repeated(
+    db_url: str, backend: str
+) -> None:
+    """The single-statement `set` is sent, then its server session is killed before it answers (while it
+    waits for a lock another transaction holds). It may have committed as far as the caller can know:
+    OutcomeUnknownError, and the statement is not sent again on another connection (before the fix, it
+    was: the set returned as if nothing had happened, and after a commit whose answer was lost the log
+    held it twice)."""
+    asset = Asset("orders")
+    admin = sa.create_engine(db_url, isolation_level="AUTOCOMMIT")
+    with open_store(db_url) as store, admin.connect() as killer, admin.connect() as locker:
+        store.activate(asset)
+        state = store.asset(asset)
+        state.set("watermark", 1)
+        locker.execute(sa.text("BEGIN"))
+        locker.execute(sa.text("SELECT id FROM es_assets WHERE name = 'orders' FOR UPDATE"))
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            setting = pool.submit(state.set, "watermark", 2)
+            deadline = time.monotonic() + 20
+            waiting: list[int] = []
+            while not waiting and time.monotonic() < deadline:
+                waiting = list(killer.execute(sa.text(_WAITING_ON_A_LOCK[backend])).scalars())
+                time.sleep(0.02)
+            try:
+                assert len(waiting) == 1, f"the set never waited for the lock: {waiting}"
+                killer.execute(sa.text(_KILL[backend].format(int(waiting[0]))))
+                time.sleep(0.3)  # a repeated statement would now wait for the lock in its turn
+            finally:
+                locker.execute(sa.text("ROLLBACK"))
+            with pytest.raises(OutcomeUnknownError, match="may or may not have been applied"):
+                setting.result(timeout=30)
+        # The store recovers by itself; the killed statement did not commit, and nothing repeated it.
+        assert [change.value for change in store.history(asset, "watermark")] == [1]
+        state.set("watermark", 3)
+        assert [change.value for change in store.history(asset, "watermark")] == [1, 3]
+    admin.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"], indirect=True)
+def test_every_stale_connection_is_replaced_before_a_set_is_sent(db_url: str, backend: str) -> None:
+    """After every session of the store was closed by the server (as a restart does), the next sets
+    neither fail nor become unknown outcomes: the closed connections are seen and discarded first."""
+    asset = Asset("orders")
+    with open_store(db_url) as store:
+        store.activate(asset)
+        states = [store.asset(asset) for _ in range(4)]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # several held connections
+            list(pool.map(lambda n: states[n].set(f"k{n}", n), range(4)))
+        _kill_other_connections(db_url, backend)
+        for n in range(8):
+            states[0].set("watermark", n)
+        assert [change.value for change in store.history(asset, "watermark")] == list(range(8))

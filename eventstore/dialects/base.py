@@ -48,6 +48,11 @@ class Backend(abc.ABC):
     Not on PostgreSQL, whose UPDATE ... RETURNING reads other tables from the snapshot it took before
     waiting for the lock (READ COMMITTED), so it could return a value another writer replaced."""
 
+    commit_error_means_not_applied: ClassVar[bool] = False
+    """True where a COMMIT that raised certainly applied nothing: an embedded database (SQLite), whose
+    commit either returns or fails in this process. On a server, the connection may break after the
+    server committed and before its answer arrived (eventstore.retries: OutcomeUnknownError)."""
+
     # --- column types (eventstore.dialects.types) --------------------------------------------------
 
     def state_key_type(self) -> sa.types.TypeEngine[Any]:
@@ -86,6 +91,12 @@ class Backend(abc.ABC):
     def is_lost_connection(self, error: DBAPIError) -> bool:
         """True for a connection lost in a way SQLAlchemy does not mark as invalidated (e.g. while it was
         being opened): the unit of work may run again on a new connection if COMMIT was not sent."""
+        return False
+
+    def is_closed(self, dbapi_connection: Any) -> bool:
+        """Whether an idle driver connection is closed, or closed by its server as far as its socket
+        tells without a round trip (eventstore.connections.socket_closed). False where there is no
+        server (SQLite)."""
         return False
 
     @contextlib.contextmanager

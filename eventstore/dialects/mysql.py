@@ -52,6 +52,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
 from eventstore import schema
+from eventstore.connections import socket_closed
 from eventstore.dialects.base import AUTOCOMMIT_OPTION, Backend, Processors
 from eventstore.events import Op
 from eventstore.log import claim_versions
@@ -142,6 +143,10 @@ class MySQLBackend(Backend):
         # server has gone away" (2006) while connecting, which SQLAlchemy does not mark as a disconnect.
         code = error.orig.args[0] if error.orig is not None and error.orig.args else None
         return code in (2006, 2013, 2055)
+
+    def is_closed(self, dbapi_connection: Any) -> bool:
+        sock = dbapi_connection._sock  # PyMySQL's socket; None once the connection is closed
+        return sock is None or socket_closed(sock.fileno())
 
     def rest_after_batch(self, batch_seconds: float) -> float:
         # Deleting flat out, batch after batch, InnoDB (default 128 MiB buffer pool, 96 MiB redo log) falls

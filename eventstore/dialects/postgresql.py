@@ -57,6 +57,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Row
 from sqlalchemy.exc import DBAPIError
 
 from eventstore import schema
+from eventstore.connections import socket_closed
 from eventstore.dialects.base import Backend
 from eventstore.events import Op
 from eventstore.log import claim_versions
@@ -114,6 +115,9 @@ class PostgresBackend(Backend):
 
     def is_retryable(self, error: DBAPIError) -> bool:
         return getattr(error.orig, "sqlstate", None) in ("40001", "40P01")
+
+    def is_closed(self, dbapi_connection: Any) -> bool:
+        return bool(dbapi_connection.closed) or socket_closed(dbapi_connection.fileno())
 
     @contextlib.contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:

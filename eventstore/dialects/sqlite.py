@@ -25,6 +25,9 @@ class SQLiteBackend(Backend):
     # A writer takes the write lock up front: a deferred transaction that upgrades from read to write
     # can fail with SQLITE_BUSY at once, without waiting for the busy timeout.
     begin_write = "BEGIN IMMEDIATE"
+    # A failed COMMIT (the disk full, read-only or failing) leaves the database as it was before the
+    # transaction: SQLite's commit is atomic and runs in this process.
+    commit_error_means_not_applied = True
 
     def engine_options(self, url: URL) -> dict[str, Any]:
         # 30 s busy timeout: writers queue behind the single write lock instead of failing at once.
