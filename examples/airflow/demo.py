@@ -1,5 +1,5 @@
 """`make airflow-demo`: the watermark example of Airflow's asset state store, in a real Airflow 3.3 with
-eventstore installed, in about 15 seconds.
+eventstore installed, in about 20 seconds.
 
 It makes a throwaway Airflow home on SQLite (kept afterwards, its path printed), runs Airflow's migrations
 and `eventstore airflow install`, runs the `incremental_orders` DAG (incremental_orders.py, beside this
