@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint databases chromium bench bench-web reliability clean airflow-venv test-airflow
+.PHONY: demo test lint databases chromium bench bench-web reliability clean airflow-venv test-airflow airflow-demo
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,8 @@ chromium:
 	bash scripts/ensure-chromium
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check eventstore projections tests benchmarks reliability
-	$(BIN)/ruff format --check eventstore projections tests benchmarks reliability
+	$(BIN)/ruff check eventstore projections tests benchmarks reliability examples
+	$(BIN)/ruff format --check eventstore projections tests benchmarks reliability examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -39,6 +39,11 @@ test: $(INSTALLED) databases chromium lint
 # The Airflow 3.3.2 venv (cached under ~/.cache/eventstore, keyed by the pins' hash): scripts/airflow-venv.
 airflow-venv:
 	bash scripts/airflow-venv
+
+# The watermark example in a real Airflow 3.3 (examples/airflow/demo.py, docs/airflow.md "Try it"): a new
+# Airflow home on SQLite, kept, its path printed. Builds the Airflow venv first if needed.
+airflow-demo:
+	@py=$$(bash scripts/airflow-venv) && $$py examples/airflow/demo.py
 
 # tests/airflow/ against a real Airflow, once per metadata database (Airflow's settings are per process).
 # Under CI=true a venv that cannot be built fails the run; elsewhere it is skipped with a warning.

@@ -24,8 +24,12 @@ if DB not in ("sqlite", "postgres"):
     raise RuntimeError(f"EVENTSTORE_AIRFLOW_TEST_DB must be sqlite or postgres, not {DB!r}")
 
 HOME = Path(tempfile.mkdtemp(prefix=f"eventstore-airflow-{DB}-"))
+# The dags folder: the seed's watermark DAG from examples/airflow/ (the one copy, which `make airflow-demo`
+# runs too) and the tests' own DAGs.
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "airflow"
 DAGS = HOME / "dags"
 shutil.copytree(Path(__file__).with_name("dags"), DAGS)
+shutil.copy(EXAMPLES / "incremental_orders.py", DAGS)
 PG_SERVER = os.environ.get("EVENTSTORE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
 PG_NAME = f"eventstore_airflow_test_{os.getpid()}"
 URL = f"sqlite:///{HOME}/airflow.db" if DB == "sqlite" else f"{PG_SERVER}/{PG_NAME}"

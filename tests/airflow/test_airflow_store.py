@@ -65,11 +65,11 @@ def orphan(db: sa.Engine, name: str) -> None:
 
 
 def run_dag(name: str) -> Any:
-    """Run a DAG of tests/airflow/dags/incremental_orders.py with dag.test() (which also syncs the DAGs,
-    so Airflow activates the assets they declare)."""
+    """Run a DAG of tests/airflow/dags/scratch_writer.py with dag.test() (which also syncs the dags folder,
+    so Airflow activates the assets its DAGs declare)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("incremental_orders_b", DAGS / "incremental_orders.py")
+    spec = importlib.util.spec_from_file_location("scratch_writer", DAGS / "scratch_writer.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,12 +1,15 @@
-"""The seed's watermark example (`incremental_orders` / `load_new_orders`), with a fake source, and a
-second asset (`scratch`) that the scheduler's orphan clean-up test un-references."""
+"""The watermark example of Airflow's asset state store documentation (`incremental_orders` /
+`load_new_orders`), as written there, with a stand-in source: each run finds the orders of one more day.
+
+`make airflow-demo` runs it twice in a throwaway Airflow (examples/airflow/demo.py); the Airflow tests
+(tests/airflow/) run this same file. Deployed as is, in Airflow's dags folder, it runs daily.
+"""
 
 from airflow.sdk import DAG, Asset, task
 
 orders = Asset("orders", uri="s3://data/orders/")
-scratch = Asset("scratch", uri="s3://data/scratch/")
 
-# Orders "created" after each watermark: each run advances by one day.
+# The stand-in source: the orders "created" after each watermark, one day per run, then none.
 NEXT_DAY = {
     "1970-01-01T00:00:00Z": "2024-06-01T00:00:00Z",
     "2024-06-01T00:00:00Z": "2024-06-02T00:00:00Z",
@@ -17,6 +20,10 @@ NEXT_DAY = {
 def fetch_orders_since(watermark):
     created = NEXT_DAY.get(watermark)
     return [] if created is None else [{"id": 1, "created_at": created}]
+
+
+def upload_to_warehouse(rows):
+    pass  # the stand-in warehouse
 
 
 with DAG("incremental_orders", schedule="@daily", catchup=False) as dag:
@@ -33,16 +40,10 @@ with DAG("incremental_orders", schedule="@daily", catchup=False) as dag:
         if not rows:
             return
 
+        upload_to_warehouse(rows)
+
         # Advance the watermark to the latest row seen.
-        asset_state_store.set("watermark", max(r["created_at"] for r in rows))
+        new_watermark = max(r["created_at"] for r in rows)
+        asset_state_store.set("watermark", new_watermark)
 
     load_new_orders()
-
-
-with DAG("scratch_writer", schedule=None, catchup=False) as scratch_dag:
-
-    @task(outlets=[scratch])
-    def write_scratch(**context):
-        context["asset_state_store"].set("cursor", 1)
-
-    write_scratch()
