@@ -60,10 +60,14 @@ test-airflow: databases
 
 # eventsourcing (the peer) is a bench-only dependency: its [postgres] extra brings psycopg_pool.
 # BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--quick --db postgres"`.
+# Then "Inside Airflow" (benchmarks/airflow.py) in the Airflow venv: AIRFLOW_BENCH_ARGS, by default
+# BENCH_ARGS (it takes --quick and --db sqlite|postgres, and skips what is not its own).
+AIRFLOW_BENCH_ARGS ?= $(BENCH_ARGS)
 bench: $(INSTALLED) databases
 	$(BIN)/python -m pip install --quiet 'eventsourcing[postgres]==9.5.*'
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(MAKE) bench-web
+	py=$$(bash scripts/airflow-venv) && $$py -m benchmarks.airflow $(AIRFLOW_BENCH_ARGS)
 
 # The web page with big histories (benchmarks/web.py): render times in headless Chromium, each under 1 s.
 bench-web: $(INSTALLED) chromium

@@ -11,5 +11,7 @@ MariaDB, interleaved and repeated, and compares the medians with the targets (se
   `bulk`: 1M-event logs written straight into the es_* tables (why, and the invariants kept, are in its
   docstring); `replay`: rebuild, history, as-of and compaction on them, and the latency of writes
   while compaction runs;
-- `markdown`: a results file as Markdown; `databases`: creating and reaching the benchmark databases.
+- `markdown`: a results file as Markdown; `databases`: creating and reaching the benchmark databases;
+- `airflow`: "Inside Airflow", run apart in the Airflow venv (`$py -m benchmarks.airflow`, `make bench`):
+  the Execution API with `EventStoreBackend` against Airflow's `MetastoreBackend`; never imported here.
 """
