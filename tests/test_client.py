@@ -62,15 +62,13 @@ def test_eight_processes_updating_one_key_through_serve_lose_nothing(db_url: str
     processes, times = 8, 100
     with ServeProcess(db_url) as server, connect(server.url) as remote:
         remote.activate(workers.COUNTER)
-        started = time.monotonic()
+        # How fast is for `make bench` (retries per op, section client); here only that nothing is lost.
         workers.run_processes(workers.remote_increment, [(server.url, times)] * processes)
-        elapsed = time.monotonic() - started
         assert remote.asset(workers.COUNTER).get("n") == processes * times
         history = remote.history(workers.COUNTER, "n")
     assert [change.value for change in history] == list(range(1, processes * times + 1))
     assert all(later.previous == earlier.value for earlier, later in pairwise(history))
     assert {change.writer for change in history} == {Writer.task("dag", "run", "increment")}
-    assert elapsed < 60, f"{processes}×{times} remote updates took {elapsed:.1f}s"
 
 
 # --- writers and tokens ------------------------------------------------------------------------------
