@@ -20,6 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 DB = os.environ.get("EVENTSTORE_AIRFLOW_TEST_DB", "sqlite")
+# The demo makes its own Airflow home on SQLite, whatever the session's database: it runs in the SQLite
+# pass only (left out of the PostgreSQL pass rather than skipped, so that CI=true shows no skip).
+collect_ignore = [] if DB == "sqlite" else ["test_demo.py"]
 if DB not in ("sqlite", "postgres"):
     raise RuntimeError(f"EVENTSTORE_AIRFLOW_TEST_DB must be sqlite or postgres, not {DB!r}")
 

@@ -9,12 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.airflow.conftest import DB, EXAMPLES
+from tests.airflow.conftest import EXAMPLES
 
 
-@pytest.mark.skipif(DB != "sqlite", reason="the demo's Airflow is on SQLite; one run is enough")
 def test_the_airflow_demo(tmp_path: Path) -> None:
     home = tmp_path / "home"
     # The environment keeps this session's AIRFLOW__... variables: the demo must ignore them.
