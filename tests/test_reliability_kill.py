@@ -15,7 +15,9 @@ from reliability.kill_checks import check_store
 from reliability.kill_journal import DAG_ID, Journal, read_journals
 from reliability.kill_worker import COUNTER, MANY, perform
 
-SHORT = Options(kills=2, writers=2, clients=1, max_delay=0.3, check_every=100)
+# lock_limit: 5 s, for `make test`'s workers sharing 2 cores; a lock left behind holds a write far longer
+# (SQLite's busy timeout is 30 s, InnoDB's lock wait 50 s, PostgreSQL's unbounded).
+SHORT = Options(kills=2, writers=2, clients=1, max_delay=0.3, check_every=100, lock_limit=5.0)
 
 
 def test_writers_and_server_killed_lose_nothing(backend: str, db_url: str, tmp_path: Path) -> None:
