@@ -30,10 +30,11 @@ lint: $(INSTALLED)
 	$(BIN)/lint-imports
 
 # The suite in TEST_WORKERS processes (pytest-xdist): most tests wait on a database or a subprocess, so
-# more workers than cores still pays. Each worker has its own databases (tests/databases.py).
+# more workers than cores still pays. Each worker has its own databases (tests/databases.py), and runs
+# whole modules in their order (--dist loadfile): module fixtures (a browser, a fault run) are set up once.
 TEST_WORKERS ?= 3
 test: $(INSTALLED) databases chromium lint
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 	$(MAKE) test-airflow
 
 # The Airflow 3.3.2 venv (cached under ~/.cache/eventstore, keyed by the pins' hash): scripts/airflow-venv.
