@@ -77,8 +77,9 @@ def upgrade(engine: Engine) -> None:
                 raise
     backend = backend_for(engine.dialect.name)
     config = alembic_config()
-    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-        with backend.migration_lock(conn):
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, backend.migration_lock(conn):
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        # Commit before the lock goes: on MariaDB the last revision's version row is not committed by
+        # its DDL, and a process let in before the commit read the older version and re-ran it.
         conn.commit()

@@ -131,7 +131,9 @@ def test_it_never_records_a_stale_previous_when_another_writer_changed_the_asset
 
 
 _LOCK_WAITS = {
-    "postgres": "SELECT count(*) FROM pg_locks WHERE NOT granted",
+    # This database's lock waits only: other test sessions (xdist workers) share the server.
+    "postgres": "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'",
     # The packet's claim still running: it lasts microseconds unless it waits for the row lock.
     # (information_schema.innodb_trx does not always list a transaction begun with BEGIN that waits.)
     "mysql": "SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() "
