@@ -16,23 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.generation import GenerationMode  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import schemathesis  # a dev dependency: never skipped
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from eventstore import Asset, Store, Writer, open_store, schema  # noqa: E402
-from eventstore.server import create_app  # noqa: E402
-from eventstore.tokens import create_token  # noqa: E402
+from eventstore import Asset, Store, Writer, open_store, schema
+from eventstore.server import create_app
+from eventstore.tokens import create_token
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("EVENTSTORE_FUZZ_EXAMPLES", "12"))
 """Per operation and generation mode: 26 operations × 2 modes × 12 ≈ 600 calls, about 35 s on 2 cores.
