@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shlex
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -19,6 +22,20 @@ from eventstore.errors import SchemaVersionError
 VERSION_TABLE = "es_alembic_version"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+
+# Alembic keeps the running migration's context in module globals (`alembic.context`, `alembic.op`), so
+# two threads of one process migrating at once, even two different databases, run each other's
+# revisions on the wrong connection. The database's migration lock covers other processes; this covers
+# the threads of this one.
+_ALEMBIC_IN_THIS_PROCESS = threading.Lock()
+
+
+@contextmanager
+def alembic_running() -> Iterator[None]:
+    """Hold while an alembic command runs: one at a time in this process (see _ALEMBIC_IN_THIS_PROCESS).
+    Take it before the database's migration lock, never inside it."""
+    with _ALEMBIC_IN_THIS_PROCESS:
+        yield
 
 
 def alembic_config() -> Config:
@@ -77,7 +94,11 @@ def upgrade(engine: Engine) -> None:
                 raise
     backend = backend_for(engine.dialect.name)
     config = alembic_config()
-    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, backend.migration_lock(conn):
+    with (
+        alembic_running(),
+        engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
+        backend.migration_lock(conn),
+    ):
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
         # Commit before the lock goes: on MariaDB the last revision's version row is not committed by

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from alembic import command
 
 from eventstore import Asset, SchemaVersionError, open_store, schema
 from eventstore.cli import main as cli
-from eventstore.migrate import VERSION_TABLE, alembic_config, head_revision
+from eventstore.migrate import VERSION_TABLE, alembic_config, current_revision, head_revision
 from tests import databases
 
 
@@ -64,6 +66,31 @@ def test_migrations_from_several_processes_at_once(backend: str, tmp_path: Path)
     finally:
         if backend != "sqlite":
             databases.drop_database(backend, url)
+
+
+def test_migrations_from_several_threads_at_once(tmp_path: Path) -> None:
+    """Alembic keeps the running migration in module globals: without eventstore's in-process lock, one
+    thread's revisions ran on another thread's connection (seen in CI as `KeyError: 'script'` and tables
+    created in the wrong database)."""
+    urls = [f"sqlite:///{tmp_path / f'fresh{i}.db'}" for i in range(6)]
+    start = threading.Barrier(len(urls))
+
+    def open_and_close(url: str) -> None:
+        start.wait()
+        open_store(url).close()
+
+    with concurrent.futures.ThreadPoolExecutor(len(urls)) as pool:
+        for outcome in [pool.submit(open_and_close, url) for url in urls]:
+            outcome.result()
+    for url in urls:
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                assert current_revision(conn) == head_revision()
+                tables = set(sa.inspect(conn).get_table_names())
+                assert tables >= {table.name for table in schema.metadata.sorted_tables}
+        finally:
+            engine.dispose()
 
 
 def _downgrade(url: str, revision: str) -> None:

@@ -103,7 +103,7 @@ def _install(engine: Engine) -> str:
     _require_airflow(engine)
     migrate.upgrade(engine)
     config = _config()
-    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+    with migrate.alembic_running(), engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
         with backend_for(engine.dialect.name).migration_lock(conn):
             before = current_revision(conn)
             config.attributes["connection"] = conn
@@ -129,7 +129,8 @@ def uninstall(url: str) -> str:
     try:
         with _reachable(engine, "uninstall"):
             config = _config()
-            with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+            writes = engine.connect().execution_options(**{WRITE_OPTION: True})
+            with migrate.alembic_running(), writes as conn:
                 before = current_revision(conn)
                 config.attributes["connection"] = conn
                 command.downgrade(config, "base")
