@@ -8,8 +8,9 @@ inactive, another writer changed it since the statement's snapshot (PostgreSQL),
 says it cannot take part this time. The caller then runs the log's transaction. Two forms:
 
 - PostgreSQL: one statement of data-modifying CTEs, in autocommit (eventstore.dialects.postgresql);
-- MariaDB/MySQL: the log's own statements, in its order, sent together as one multi-statement packet
-  between BEGIN and COMMIT (eventstore.dialects.mysql).
+- MariaDB/MySQL: the log's own statements, in its order, between BEGIN and COMMIT, run as a stored
+  procedure (or, where it cannot be created, sent as one multi-statement packet)
+  (eventstore.dialects.mysql).
 
 The inline projections take part through the same hook as every other write (`InlineProjection`): each
 gives a `SetPart` (the rows it writes, given the claimed stream, and a condition it needs), so the

@@ -7,6 +7,7 @@ tests/test_single_set.py; here, what only a packet of several statements can get
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -103,3 +104,89 @@ def test_both_engines_count_the_rows_an_update_matched(database: Database, autoc
     with engine.begin() as conn:
         result = conn.execute(head.update().where(head.c.id == 1).values(position=head.c.position))
         assert result.rowcount == 1
+
+
+def _procedures(db_url: str) -> list[str]:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT routine_name FROM information_schema.routines "
+                        "WHERE routine_schema = DATABASE() AND routine_name LIKE 'es\\_set\\_%'"
+                    )
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+def _drop_procedures(db_url: str) -> None:
+    """The test session's database outlives each test: procedures earlier tests created are dropped."""
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for name in _procedures(db_url):
+                conn.execute(sa.text(f"DROP PROCEDURE {name}"))
+    finally:
+        engine.dispose()
+
+
+def test_a_set_runs_as_one_stored_procedure_created_once_and_again_if_dropped(
+    store: Store, db_url: str, inspector: LogInspector
+) -> None:
+    _drop_procedures(db_url)
+    store.activate(ASSET)
+    store.asset(ASSET).set("k", 1)
+    (name,) = _procedures(db_url)
+    _drop_procedures(db_url)
+    store.asset(ASSET).set("k", 2)  # dropped (a restore without routines, say): created again
+    assert _procedures(db_url) == [name]
+    store.asset(ASSET).set("k", 3)
+    assert [(c.value, c.previous) for c in store.history(ASSET, "k")] == [(1, None), (2, 1), (3, 2)]
+    log = inspector.log()
+    assert [row.position for row in log] == [1, 2, 3, 4]
+    assert inspector.view() == fold_log(log)
+
+
+def test_without_the_privilege_to_create_it_the_packet_is_sent_instead(store: Store, db_url: str) -> None:
+    _drop_procedures(db_url)
+    url = sa.engine.make_url(db_url)
+    user = f"es_no_routines_{os.getpid()}"  # users are the server's: one per test process
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+            conn.execute(sa.text(f"CREATE USER '{user}'@'%'"))
+            grant = f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{url.database}`.* TO '{user}'@'%'"
+            conn.execute(sa.text(grant))
+        limited = Store(Database(url.set(username=user).render_as_string(hide_password=False)))
+        try:
+            store.activate(ASSET)
+            for value in (1, 2):
+                limited.asset(ASSET).set("k", value)
+            fast = limited._single_set
+            assert fast is not None and fast._statement._procedure.usable is False  # type: ignore[attr-defined]
+        finally:
+            limited.close()
+        assert _procedures(db_url) == []
+        assert [(c.value, c.previous) for c in store.history(ASSET, "k")] == [(1, None), (2, 1)]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        engine.dispose()
+
+
+def test_processes_that_create_it_at_the_same_moment_all_record_their_sets(
+    store: Store, db_url: str, inspector: LogInspector
+) -> None:
+    from tests import workers
+
+    _drop_procedures(db_url)
+    store.activate(workers.SHARED)
+    workers.run_processes(workers.set_one_key, [(db_url, worker, 25) for worker in range(4)])
+    assert len(_procedures(db_url)) == 1
+    log = inspector.log()
+    assert len(log) == 1 + 4 * 25
+    assert inspector.view() == fold_log(log)

@@ -1,5 +1,5 @@
 """MariaDB/MySQL: READ COMMITTED, utf8mb4, exact (binary) keys, positions through LAST_INSERT_ID, and
-`set` in one round trip.
+`set` in one round trip, as a stored procedure.
 
 Global positions come from the `es_log_head` row (eventstore.ordering.HeadRowOrdering). MariaDB has no
 UPDATE ... RETURNING, so the new head comes back through LAST_INSERT_ID(x), which stores x and returns it
@@ -33,6 +33,12 @@ stays NULL, every later statement matches nothing, and the transaction commits n
 runs the log's transaction. An error stops the packet where it occurs; the transaction is then rolled
 back (or the connection discarded) before the error is raised, as after a failed statement of the log's.
 
+The server runs these statements as a stored procedure (`_Procedure`): the same text from BEGIN to
+COMMIT, created once under a name that hashes it, and called as `SET @es_<bind> = ...; CALL
+es_set_<hash>()`. A packet's statements are parsed again at every set, and that parsing was a large part
+of what a set cost the server beyond its commit (docs/performance.md). Where the procedure cannot be
+created (no CREATE ROUTINE privilege), the packet is sent as it is.
+
 Only the autocommit engine's connections (`Database.run_direct`, where the packet runs) may send several
 statements at once (`CLIENT.MULTI_STATEMENTS`, set in `configure`).
 """
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
@@ -50,6 +57,7 @@ from pymysql.constants import CLIENT
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from eventstore import schema
 from eventstore.connections import socket_closed
@@ -180,6 +188,13 @@ class _Packet:
         )
         self._dialect = dialect
         self._rollback = Prepared(sa.text("ROLLBACK"), dialect)
+        # The statements between BEGIN and COMMIT, as the server-side procedure's body.
+        body = [
+            _BIND.sub(functools.partial(_as_variable, f"s{i}_"), statement.sql)
+            for i, statement in enumerate(self._statements)
+            if i not in (0, len(self._statements) - 1)
+        ]
+        self._procedure = _Procedure(body, _bind_names(self.sql), dialect)
 
     def first(self, conn: Connectable, params: Mapping[str, Any]) -> Row | None:
         """(the event's position,) if the set was recorded; None if the claim matched no row."""
@@ -189,6 +204,14 @@ class _Packet:
             assert isinstance(bound, dict), "PyMySQL takes named parameters"
             values.update((f"s{i}_{name}", value) for name, value in bound.items())
         pooled = conn.connection if isinstance(conn, Connection) else conn
+        if self._procedure.usable is not False:
+            found = self._procedure.call(pooled, values)
+            if found is not _NO_PROCEDURE:
+                return cast(Row | None, found)
+        return self._send(pooled, values)
+
+    def _send(self, pooled: PoolProxiedConnection, values: Mapping[str, Any]) -> Row | None:
+        """The packet itself (where the procedure cannot be created)."""
         dbapi_connection = pooled.dbapi_connection
         assert dbapi_connection is not None, "the connection was invalidated"
         # Each statement's (rows changed, insert id), read from its OK packet.
@@ -218,6 +241,117 @@ class _Packet:
             assert claimed == 0, "a claimed stream always gets its event"
             return None
         return (position,)
+
+
+class _Procedure:
+    """The packet's statements, from its BEGIN to its COMMIT, as a stored procedure: the server parses
+    them once per connection instead of at every set, which halves what a set costs it beyond the
+    commit (docs/performance.md). Its name is a hash of its text, so a change of the statements (a
+    new eventstore) creates a procedure of its own beside the old one: processes of two versions
+    never run each other's. Created on first use with CREATE PROCEDURE IF NOT EXISTS (once per
+    process, on the store's autocommit connection). Where the database refuses (no CREATE ROUTINE
+    privilege), `usable` becomes False and the packet is sent as it is.
+
+    A call is one round trip: `SET @es_<bind> = ..., ...; CALL es_set_<hash>()`, the values in user
+    variables of the session that the body reads where the packet has its placeholders. An error
+    inside rolls the transaction back (the EXIT HANDLER) and is raised again with its own code, so a
+    deadlock is still retried like any other."""
+
+    def __init__(self, body: Sequence[str], names: Sequence[str], dialect: Dialect) -> None:
+        definition = "\n".join(
+            [
+                "BEGIN",
+                "DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;",
+                "START TRANSACTION;",
+                *(f"{statement};" for statement in body),
+                f"SET {_EVENTS} = ROW_COUNT();",  # the event's insert is the body's last statement
+                "COMMIT;",
+                f"SELECT {_EVENTS}, LAST_INSERT_ID();",  # LAST_INSERT_ID(): the head's advance
+                "END",
+            ]
+        )
+        self.name = f"es_set_{hashlib.sha256(definition.encode()).hexdigest()[:16]}"
+        self.create_sql = f"CREATE PROCEDURE IF NOT EXISTS {self.name}() MODIFIES SQL DATA\n{definition}"
+        assignments = ", ".join(f"@es_{name} = %({name})s" for name in names)
+        self.call_sql = f"SET {assignments};\nCALL {self.name}()"
+        self.usable: bool | None = None  # unknown until the first call
+        self._dialect = dialect
+        self._rollback = Prepared(sa.text("ROLLBACK"), dialect)
+
+    def call(self, pooled: PoolProxiedConnection, values: Mapping[str, Any]) -> Any:
+        """As `_Packet.first`, or _NO_PROCEDURE if the procedure cannot be created here."""
+        dbapi_connection = pooled.dbapi_connection
+        assert dbapi_connection is not None, "the connection was invalidated"
+        if self.usable is None:
+            self.usable = self._create(dbapi_connection)
+            if not self.usable:
+                return _NO_PROCEDURE
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(self.call_sql, values)
+            # The SET's reply, the body's read of the old value (a SELECT, so a result), the final
+            # SELECT, the CALL's own reply: every one is read, nothing is left for the next call.
+            last: tuple[Any, ...] | None = None
+            while True:
+                if cursor.description is not None:
+                    last = cursor.fetchone() or last
+                if not cursor.nextset():
+                    break
+            assert last is not None and len(last) == 2, "the procedure ends with SELECT events, position"
+            events, position = last
+        except self._dialect.loaded_dbapi.Error as error:
+            gone = self._dialect.is_disconnect(error, dbapi_connection, cursor)
+            cursor.close()
+            if not gone:
+                try:
+                    self._rollback.run(pooled, {})  # the handler rolled back; this is in case it could not
+                except DBAPIError:
+                    pooled.invalidate()
+                if error.args and error.args[0] == _NO_SUCH_PROCEDURE:
+                    # Dropped since (say, a database restored from a dump without routines): nothing of
+                    # this call ran, so create it again and call once more.
+                    self.usable = None
+                    return self.call(pooled, values)
+            raise driver_error(self._dialect, error, statement=self.call_sql, gone=gone) from error
+        finally:
+            cursor.close()
+        return (position,) if events == 1 else None
+
+    def _create(self, dbapi_connection: Any) -> bool:
+        """Create the procedure unless it exists: True, or False where the database refuses it."""
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(self.create_sql)  # no parameters: the text is sent as it is
+        except self._dialect.loaded_dbapi.Error as error:
+            code = error.args[0] if error.args else None
+            if code == _ALREADY_EXISTS:  # created by another process at the same moment
+                return True
+            if code in _REFUSED:
+                return False
+            gone = self._dialect.is_disconnect(error, dbapi_connection, cursor)
+            raise driver_error(self._dialect, error, statement=self.create_sql, gone=gone) from error
+        finally:
+            cursor.close()
+        return True
+
+
+_NO_PROCEDURE: Any = object()
+_NO_SUCH_PROCEDURE = 1305  # ER_SP_DOES_NOT_EXIST
+_ALREADY_EXISTS = 1304  # ER_SP_ALREADY_EXISTS
+# Access denied (database, command, privilege, routine), and binary logging's SUPER requirement.
+_REFUSED = frozenset({1044, 1142, 1227, 1370, 1419})
+_EVENTS = "@eventstore_events"
+
+
+def _as_variable(prefix: str, match: re.Match[str]) -> str:
+    """A placeholder matched by _BIND as the user variable the procedure reads (`@es_<prefix><name>`),
+    and an escaped `%` as the `%` it stands for (the procedure's text is sent without parameters)."""
+    return "%" if match[1] is None else f"@es_{prefix}{match[1]}"
+
+
+def _bind_names(sql: str) -> list[str]:
+    """The names of the placeholders in `sql`, in order, once each."""
+    return list(dict.fromkeys(match[1] for match in _BIND.finditer(sql) if match[1] is not None))
 
 
 def _renamed(prefix: str, match: re.Match[str]) -> str:
