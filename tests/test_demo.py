@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from eventstore import Asset, demo, open_store
+from eventstore import demo, open_store
 from eventstore.cli import main as cli
 
 
@@ -81,17 +81,3 @@ def test_python_dash_m_eventstore_is_the_shell_command(tmp_path: Path) -> None:
     assert "schema at" in done.stdout
     usage = subprocess.run([sys.executable, "-m", "eventstore", "nonsense"], capture_output=True, text=True)
     assert usage.returncode == 2
-
-
-def test_open_store_uses_eventstore_url_then_the_local_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("EVENTSTORE_URL", raising=False)
-    with open_store() as store:
-        store.activate(Asset("local"))
-    assert (tmp_path / "eventstore.db").exists()
-    monkeypatch.setenv("EVENTSTORE_URL", f"sqlite:///{tmp_path / 'other.db'}")
-    with open_store() as store:
-        assert store.assets() == []
-    assert (tmp_path / "other.db").exists()

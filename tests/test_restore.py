@@ -15,10 +15,8 @@ from eventstore import (
     CompactedError,
     Op,
     Store,
-    VersionConflictError,
     Writer,
 )
-from eventstore.protocol import VersionedState
 from projections import snapshots
 from tests.test_invariants import ASSETS, KEYS, StoreMachine, run_on
 
@@ -109,20 +107,6 @@ def test_restore_refuses_inactive_unknown_assets_bad_points_and_compacted_points
     store.activate(ORDERS)
     with pytest.raises(CompactedError, match="compacted on"):
         store.restore(ORDERS, position=1)
-
-
-def test_a_conditional_write_lands_only_at_the_expected_version(store: Store) -> None:
-    store.activate(ORDERS)
-    version = store.read_state(ORDERS).version
-    after = store.write(ORDERS, Writer.api(), sets={"a": "1", "b": "2"}, expected_version=version)
-    assert after == version + 2
-    with pytest.raises(VersionConflictError, match=f"version {after}, not {version}"):
-        store.write(ORDERS, Writer.api(), deletes=["a"], expected_version=version)
-    assert store.read_state(ORDERS).values == {"a": "1", "b": "2"}
-    assert store.write(ORDERS, Writer.api(), deletes=["a", "missing"], expected_version=after) == after + 1
-    assert store.write(ORDERS, Writer.api(), clear=True) == after + 2
-    assert store.read_state(ORDERS) == VersionedState({}, after + 2)
-    assert store.write(ORDERS, Writer.api(), deletes=["gone"]) == after + 2  # nothing to record
 
 
 class RestoreMachine(StoreMachine):

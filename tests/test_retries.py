@@ -159,19 +159,3 @@ def test_a_set_whose_connection_is_killed_in_flight_is_an_unknown_outcome_never_
         state.set("watermark", 3)
         assert [change.value for change in store.history(asset, "watermark")] == [1, 3]
     admin.dispose()
-
-
-@pytest.mark.parametrize("backend", ["postgres", "mysql"], indirect=True)
-def test_every_stale_connection_is_replaced_before_a_set_is_sent(db_url: str, backend: str) -> None:
-    """After every session of the store was closed by the server (as a restart does), the next sets
-    neither fail nor become unknown outcomes: the closed connections are seen and discarded first."""
-    asset = Asset("orders")
-    with open_store(db_url) as store:
-        store.activate(asset)
-        states = [store.asset(asset) for _ in range(4)]
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # several held connections
-            list(pool.map(lambda n: states[n].set(f"k{n}", n), range(4)))
-        _kill_other_connections(db_url, backend)
-        for n in range(8):
-            states[0].set("watermark", n)
-        assert [change.value for change in store.history(asset, "watermark")] == list(range(8))

@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from eventstore import Asset, Store, Writer, open_store
-from eventstore.errors import AssetNotFoundError
 from eventstore.server import create_app
 from eventstore.server.models import UnprocessableResponse
 from eventstore.tokens import create_token, revoke_token
@@ -85,74 +84,6 @@ def test_assets_and_state_round_trip(client: TestClient, store: Store) -> None:
     assert client.delete(state_url(asset_id, "dir/watermark")).status_code == 204  # absent: still 204
     assert client.delete(state_url(asset_id)).status_code == 204
     assert client.get(state_url(asset_id)).json() == {"asset_state_store": [], "total_entries": 0}
-
-
-def test_store_entry_is_the_row_entries_reads(store: Store) -> None:
-    """`Store.entry` (one prepared statement, what GET of a key runs) answers exactly as `entries`."""
-    asset = Asset("a")
-    store.activate(asset)
-    store.asset(asset, Writer.task("d", "r", "t", 2, 3, user="bot")).set("k/1", {"v": [1, "é"]})
-    asset_id = store.assets()[0].id
-    page = store.entries(asset_id, ["k/1"])
-    assert store.entry(asset_id, "k/1") == (page.entries[0], page.version)
-    assert store.asset_info(asset_id) == store.assets(asset_id=asset_id)[0]  # prepared too
-    assert store.entry(asset_id, "k/1")[0].updated_at.tzinfo is not None  # type: ignore[union-attr]
-    assert store.entry(asset_id, "absent") == (None, page.version)
-    store.deactivate(asset)
-    assert store.entry(asset_id, "k/1")[0] == page.entries[0]  # inactive: still readable
-    assert store.asset_info(asset_id) == store.assets(asset_id=asset_id)[0]
-    assert not store.asset_info(asset_id).active
-    with pytest.raises(AssetNotFoundError):
-        store.entry(asset_id + 1, "k/1")
-
-
-def test_active_asset_by_name_or_uri(store: Store) -> None:
-    """What the /execution routes resolve with: the es_asset_active index, exact, active only."""
-    store.activate(Asset("orders", "s3://o"))
-    store.activate(Asset("old", "s3://old"))
-    store.deactivate(Asset("old", "s3://old"))
-    assert store.active_asset(name="orders") == Asset("orders", "s3://o")
-    assert store.active_asset(uri="s3://o") == Asset("orders", "s3://o")
-    for missing in ({"name": "old"}, {"uri": "s3://old"}, {"name": "Orders"}, {"name": "orders "}):
-        assert store.active_asset(**missing) is None, missing
-    assert store.active_asset(name="s3://o") is None and store.active_asset(uri="orders") is None
-    assert store.active_asset(name="\ud800") is None
-    with pytest.raises(ValueError):
-        store.active_asset()
-
-
-def test_history_paging_and_count(store: Store) -> None:
-    """state-history pages in the database and counts in SQL: the page and `total_entries` agree with
-    the whole history, with and without a key, across clears that did and did not remove the key."""
-    asset = Asset("a")
-    store.activate(asset)
-    state = store.asset(asset)
-    for i in range(7):
-        state.set("k", i)
-        state.set("j", i)
-        if i % 3 == 2:
-            state.clear()
-        if i == 4:
-            state.delete("k")
-            state.clear()  # "k" is absent: this clear does not count for "k"
-    middle = store.history(asset)[10].recorded_at
-    for key in (None, "k", "j"):
-        for since, until in ((None, None), (middle, None), (None, middle)):
-            everything = store.history(asset, key, since=since, until=until)
-            assert store.count_history(asset, key, since=since, until=until) == len(everything)
-            for newest_first in (False, True):
-                ordered = everything[::-1] if newest_first else everything
-                for offset, limit in ((0, 3), (2, 4), (5, 100), (len(everything), 1), (10**18, 5)):
-                    page = store.history(
-                        asset,
-                        key,
-                        since=since,
-                        until=until,
-                        limit=limit,
-                        offset=offset,
-                        newest_first=newest_first,
-                    )
-                    assert page == ordered[offset : offset + limit], (key, since, until, offset, limit)
 
 
 def test_etag_and_if_match(client: TestClient, store: Store) -> None:
