@@ -83,10 +83,9 @@ class NothingToRecord(StateStoreError):
 
 
 _assets = schema.assets
-_active = schema.asset_active
 _events = schema.events
 
-_is_active = sa.exists().where(_active.c.asset_id == _assets.c.id)
+_is_active = schema.is_active
 
 _lock_stream = (
     sa.select(_assets.c.id, _assets.c.version, _assets.c.last_recorded_at)
