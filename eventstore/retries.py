@@ -57,7 +57,9 @@ def with_retries(backend: Backend, url_for_people: str, attempt: Callable[[Attem
                 time.sleep(random.uniform(0, 0.002 * number))
                 continue
             if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
-                unknown = state.committing and not backend.commit_error_means_not_applied
+                # Only a connection lost once COMMIT (or a write that commits by itself) was sent leaves
+                # the outcome unknown: an error the server answered means the transaction was rolled back.
+                unknown = state.committing and lost and not backend.commit_error_means_not_applied
                 raise unavailable(url_for_people, error, during_commit=unknown) from error
             raise
     raise AssertionError("unreachable: the last attempt returns or raises")

@@ -52,17 +52,17 @@ class ServerThread:
 
 
 class ServeProcess:
-    """`eventstore.server.serve(url)` in a child process, as `eventstore serve` runs; stopped with SIGTERM."""
+    """`eventstore --url URL serve --port P` in a child process, the shell command itself; stopped with
+    SIGTERM."""
 
     def __init__(self, db_url: str, env: Mapping[str, str] | None = None) -> None:
         """`env`: variables to set in the server's environment on top of this process's own."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        code = f"from eventstore.server import serve; serve({db_url!r}, '127.0.0.1', {self.port})"
         # Its output (an access-log line per request) goes to a file: a pipe nobody reads would fill up
         # and stop the server.
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by stop())
-        command = [sys.executable, "-c", code]
+        command = [sys.executable, "-m", "eventstore", "--url", db_url, "serve", "--port", str(self.port)]
         self.process = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
@@ -79,9 +79,11 @@ class ServeProcess:
                 raise RuntimeError(f"eventstore serve did not start: {output}")
             time.sleep(0.05)
 
-    def output(self) -> str:
+    def output(self, last: int | None = 5000) -> str:
+        """What the server printed: its last `last` characters, or all of it (None)."""
         self.log.seek(0)
-        return self.log.read()[-5000:]
+        text = self.log.read()
+        return text if last is None else text[-last:]
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import PoolProxiedConnection
 
-from eventstore import Asset, Store, Writer, schema
+from eventstore import Asset, OutcomeUnknownError, Store, StoreUnavailableError, Writer, schema
 from eventstore.database import Database
 from tests.logcheck import LogInspector, fold_log
 
@@ -152,30 +153,18 @@ def test_a_set_runs_as_one_stored_procedure_created_once_and_again_if_dropped(
 
 def test_without_the_privilege_to_create_it_the_packet_is_sent_instead(store: Store, db_url: str) -> None:
     _drop_procedures(db_url)
-    url = sa.engine.make_url(db_url)
-    user = f"es_no_routines_{os.getpid()}"  # users are the server's: one per test process
-    engine = sa.create_engine(db_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
-            conn.execute(sa.text(f"CREATE USER '{user}'@'%'"))
-            grant = f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{url.database}`.* TO '{user}'@'%'"
-            conn.execute(sa.text(grant))
-        limited = Store(Database(url.set(username=user).render_as_string(hide_password=False)))
+    store.activate(ASSET)
+    with _user(db_url, "SELECT, INSERT, UPDATE, DELETE") as limited_url:
+        limited = Store(Database(limited_url))
         try:
-            store.activate(ASSET)
             for value in (1, 2):
                 limited.asset(ASSET).set("k", value)
             fast = limited._single_set
             assert fast is not None and fast._statement._procedure.usable is False  # type: ignore[attr-defined]
         finally:
             limited.close()
-        assert _procedures(db_url) == []
-        assert [(c.value, c.previous) for c in store.history(ASSET, "k")] == [(1, None), (2, 1)]
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
-        engine.dispose()
+    assert _procedures(db_url) == []
+    assert [(c.value, c.previous) for c in store.history(ASSET, "k")] == [(1, None), (2, 1)]
 
 
 def test_processes_that_create_it_at_the_same_moment_all_record_their_sets(
@@ -190,3 +179,77 @@ def test_processes_that_create_it_at_the_same_moment_all_record_their_sets(
     log = inspector.log()
     assert len(log) == 1 + 4 * 25
     assert inspector.view() == fold_log(log)
+
+
+@contextmanager
+def _user(db_url: str, privileges: str) -> Iterator[str]:
+    """A server account with `privileges` on the test's database; its URL. Dropped afterwards."""
+    url = sa.engine.make_url(db_url)
+    user = f"es_user_{os.getpid()}"  # accounts are the server's: one per test process
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+            conn.execute(sa.text(f"CREATE USER '{user}'@'%'"))
+            conn.execute(sa.text(f"GRANT {privileges} ON `{url.database}`.* TO '{user}'@'%'"))
+        yield url.set(username=user).render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        engine.dispose()
+
+
+def test_the_procedure_runs_with_the_callers_rights_not_its_creators(store: Store, db_url: str) -> None:
+    _drop_procedures(db_url)
+    store.activate(ASSET)
+    store.asset(ASSET).set("k", 1)  # created by root
+    created = store._single_set._statement._procedure  # type: ignore[union-attr]
+    with _user(db_url, "SELECT, EXECUTE") as reader_url:
+        reader = Store(Database(reader_url))
+        try:
+            # An account that may run the procedure but not write the tables (eventstore itself would
+            # not call it from such an account: its CREATE ... IF NOT EXISTS is refused first).
+            calls = reader._single_set._statement._procedure  # type: ignore[union-attr]
+            calls.name, calls.call_sql, calls.usable = created.name, created.call_sql, True
+            with pytest.raises(StoreUnavailableError, match="command denied") as raised:
+                reader.asset(ASSET).set("k", 2)
+            # The server answered with an error: the write surely was not applied.
+            assert not isinstance(raised.value, OutcomeUnknownError)
+        finally:
+            reader.close()
+    assert store.asset(ASSET).get("k") == 1
+    assert [c.value for c in store.history(ASSET, "k")] == [1]
+
+
+def test_a_session_of_another_sql_mode_gets_a_procedure_of_its_own(store: Store, db_url: str) -> None:
+    _drop_procedures(db_url)
+    store.activate(ASSET)
+    store.asset(ASSET).set("k", 1)
+    lax = Store(Database(f"{db_url}?init_command=SET+sql_mode%3D%27%27"))
+    try:
+        lax.asset(ASSET).set("k", 2)
+    finally:
+        lax.close()
+    assert len(_procedures(db_url)) == 2
+    assert [(c.value, c.previous) for c in store.history(ASSET, "k")] == [(1, None), (2, 1)]
+
+
+def test_where_only_the_procedure_fails_the_packet_takes_over(store: Store, db_url: str) -> None:
+    # A table of another collation than the connection's: the procedure's values, in session variables,
+    # cannot be compared with it (as after a server upgrade that changed the default collation).
+    _drop_procedures(db_url)
+    store.activate(ASSET)
+    engine = sa.create_engine(db_url)
+    column = "identity_hash VARCHAR(64) CHARACTER SET utf8mb4 NOT NULL"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE es_assets MODIFY {column} COLLATE utf8mb4_unicode_ci"))
+        store.asset(ASSET).set("k", 1)
+        store.asset(ASSET).set("k", 2)
+        fast = store._single_set
+        assert fast is not None and fast._statement._procedure.usable is False  # type: ignore[attr-defined]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE es_assets MODIFY {column} COLLATE utf8mb4_general_ci"))
+        engine.dispose()
+    assert [(c.value, c.previous) for c in store.history(ASSET, "k")] == [(1, None), (2, 1)]

@@ -23,18 +23,52 @@ from fastapi.testclient import TestClient
 from eventstore import Asset, Store, Writer, open_store
 from eventstore.server import create_app
 from eventstore.server.models import UnprocessableResponse
-from eventstore.tokens import create_token, revoke_token
+from eventstore.tokens import any_token_ever, create_token, revoke_token
+from tests.remote import ServeProcess
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
+@pytest.fixture(scope="module")
+def serve_processes() -> Iterator[dict[str, ServeProcess]]:
+    """The real `eventstore serve` subprocesses of this module, by database URL (one at a time per URL)."""
+    processes: dict[str, ServeProcess] = {}
+    yield processes
+    for process in processes.values():
+        process.stop()
+
+
 @pytest.fixture
-def client(store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(store)) as opened:
+def served(serve_processes: dict[str, ServeProcess], store: Store, db_url: str) -> Iterator[ServeProcess]:
+    """A real `eventstore serve` on `db_url`: kept from test to test on PostgreSQL and MariaDB, whose
+    session database is emptied between tests; on SQLite each test has a database file of its own."""
+    process = serve_processes.get(db_url)
+    if process is None:
+        for other in serve_processes.values():
+            other.stop()
+        serve_processes.clear()
+        process = serve_processes[db_url] = ServeProcess(db_url)
+    yield process
+    if any_token_ever(store):
+        # The server remembers that a token exists (tokens are never deleted); emptying the tables for
+        # the next test deletes them, so the next test gets a server of its own.
+        serve_processes.pop(db_url).stop()
+
+
+@pytest.fixture(params=["app", "serve"])
+def client(request: pytest.FixtureRequest, store: Store) -> Iterator[httpx.Client]:
+    """The route suite's HTTP client: httpx against `create_app` in this process ("app"), or over
+    loopback against a real `eventstore serve` subprocess on the same database ("serve")."""
+    if request.param == "app":
+        with TestClient(create_app(store)) as opened:
+            yield opened
+        return
+    process: ServeProcess = request.getfixturevalue("served")
+    with httpx.Client(base_url=process.url, timeout=60) as opened:
         yield opened
 
 
-def activate(client: TestClient, name: str, uri: str | None = None, **headers: str) -> int:
+def activate(client: httpx.Client, name: str, uri: str | None = None, **headers: str) -> int:
     body: dict[str, Any] = {"name": name} if uri is None else {"name": name, "uri": uri}
     response = client.post("/api/v2/assets", json=body, headers=headers)
     assert response.status_code == 200, response.text
@@ -50,7 +84,7 @@ def state_url(asset_id: int, key: str | None = None) -> str:
 # --- the routes, on every database -----------------------------------------------------------------
 
 
-def test_assets_and_state_round_trip(client: TestClient, store: Store) -> None:
+def test_assets_and_state_round_trip(client: httpx.Client, store: Store) -> None:
     asset_id = activate(client, "orders", "s3://data/orders/")
     listed = client.get("/api/v2/assets", params={"name": "orders"}).json()
     assert listed == {
@@ -86,7 +120,7 @@ def test_assets_and_state_round_trip(client: TestClient, store: Store) -> None:
     assert client.get(state_url(asset_id)).json() == {"asset_state_store": [], "total_entries": 0}
 
 
-def test_etag_and_if_match(client: TestClient, store: Store) -> None:
+def test_etag_and_if_match(client: httpx.Client, store: Store) -> None:
     asset_id = activate(client, "a")
     client.put(state_url(asset_id, "n"), json={"value": 1})
     tag = client.get(state_url(asset_id, "n")).headers["etag"]
@@ -108,7 +142,7 @@ def test_etag_and_if_match(client: TestClient, store: Store) -> None:
     assert client.get(state_url(asset_id, "n")).json()["value"] == 2
 
 
-def test_patch_is_all_or_none(client: TestClient, store: Store) -> None:
+def test_patch_is_all_or_none(client: httpx.Client, store: Store) -> None:
     asset_id = activate(client, "a")
     client.put(state_url(asset_id, "old"), json={"value": "x"})
     before = store.events()
@@ -129,7 +163,7 @@ def test_patch_is_all_or_none(client: TestClient, store: Store) -> None:
     assert len(store.events()) == len(before) + 3
 
 
-def test_inactive_asset_admin_routes(client: TestClient, store: Store) -> None:
+def test_inactive_asset_admin_routes(client: httpx.Client, store: Store) -> None:
     asset_id = activate(client, "a")
     client.patch(state_url(asset_id), json={"set": {"k": 1, "j": 2}})
     assert client.post(f"/api/v2/assets/{asset_id}/deactivate").status_code == 204
@@ -147,14 +181,14 @@ def test_inactive_asset_admin_routes(client: TestClient, store: Store) -> None:
     assert [c.op for c in store.history(Asset("a"))][-2:] == ["delete", "clear"]
 
 
-def test_conflicting_activation_is_409(client: TestClient) -> None:
+def test_conflicting_activation_is_409(client: httpx.Client) -> None:
     activate(client, "a", "u1")
     assert client.post("/api/v2/assets", json={"name": "a", "uri": "u2"}).status_code == 409
     assert client.post("/api/v2/assets", json={"name": ""}).status_code == 422
     assert client.post("/api/v2/assets", json={"name": "b", "color": "red"}).status_code == 422
 
 
-def test_audit_routes(client: TestClient, store: Store) -> None:
+def test_audit_routes(client: httpx.Client, store: Store) -> None:
     asset_id = activate(client, "a")
     for value in (1, 2, 3):
         client.put(state_url(asset_id, "n"), json={"value": value})
@@ -197,7 +231,7 @@ def test_audit_routes(client: TestClient, store: Store) -> None:
     assert client.get("/api/v2/assets/4242/state-history").status_code == 404
 
 
-def test_execution_routes(client: TestClient, store: Store) -> None:
+def test_execution_routes(client: httpx.Client, store: Store) -> None:
     activate(client, "orders", "s3://o")
     by_name = "/execution/store/asset/by-name"
     by_uri = "/execution/store/asset/by-uri"
@@ -217,7 +251,7 @@ def test_execution_routes(client: TestClient, store: Store) -> None:
     assert store.asset(Asset("orders", "s3://o")).get("w") is None
 
 
-def test_bad_input_is_refused_cleanly_and_changes_nothing(client: TestClient, store: Store) -> None:
+def test_bad_input_is_refused_cleanly_and_changes_nothing(client: httpx.Client, store: Store) -> None:
     asset_id = activate(client, "a")
     client.put(state_url(asset_id, "k"), json={"value": 1})
     before = store.events()
@@ -266,7 +300,7 @@ def test_bad_input_is_refused_cleanly_and_changes_nothing(client: TestClient, st
 
 
 @sqlite_only
-def test_paging_at_the_largest_offset_and_limit_is_an_empty_page(client: TestClient) -> None:
+def test_paging_at_the_largest_offset_and_limit_is_an_empty_page(client: httpx.Client) -> None:
     # Found by the schemathesis run: offset + limit beyond sys.maxsize made state-history answer 500.
     asset_id = activate(client, "a")
     assert client.put(state_url(asset_id, "k"), json={"value": 1}).status_code == 204
@@ -287,7 +321,7 @@ def test_paging_at_the_largest_offset_and_limit_is_an_empty_page(client: TestCli
 
 
 @sqlite_only
-def test_auth_and_scope_matrix(client: TestClient, store: Store) -> None:
+def test_auth_and_scope_matrix(client: httpx.Client, store: Store, request: pytest.FixtureRequest) -> None:
     asset_id = activate(client, "a")  # no token yet: everything is open
     tokens = {scope: create_token(store, f"{scope}-bot", scope) for scope in ("read", "write", "admin")}
     bearer = {scope: {"Authorization": f"Bearer {token}"} for scope, token in tokens.items()}
@@ -309,7 +343,8 @@ def test_auth_and_scope_matrix(client: TestClient, store: Store) -> None:
     for needed, method, url, options in requests:
         assert client.request(method, url, **options).status_code == 401, url
         wrong = {"Authorization": "Bearer es_not-a-token"}
-        assert client.request(method, url, headers=wrong, **options).status_code == 401, url
+        refused = client.request(method, url, headers=wrong, **options)
+        assert refused.status_code == 401 and "es_not-a-token" not in refused.text, url
         for scope in order:
             status = client.request(method, url, headers=bearer[scope], **options).status_code
             if order.index(scope) < order.index(needed):
@@ -330,6 +365,10 @@ def test_auth_and_scope_matrix(client: TestClient, store: Store) -> None:
     for name in ("read-bot", "admin-bot"):
         revoke_token(store, name)
     assert client.get("/api/v2/assets").status_code == 401  # revoking every token never reopens it
+    if not isinstance(client, TestClient):  # a real server: what it logged names no token
+        output = request.getfixturevalue("served").output(last=None)
+        assert "GET /api/v2/assets" in output  # the access log is there to look at
+        assert not [token for token in [*tokens.values(), "es_not-a-token"] if token in output], output
 
 
 @sqlite_only
@@ -522,7 +561,7 @@ def test_serve_refuses_a_public_host_without_tokens(db_url: str) -> None:
         serve(db_url, "0.0.0.0", _free_port())
 
 
-def test_openapi_documents_every_status_a_route_answers(client: TestClient) -> None:
+def test_openapi_documents_every_status_a_route_answers(client: httpx.Client) -> None:
     """Found by the fuzz run (tests/test_server_fuzz.py): 404/409/410/412/413 were missing from the
     schema, and 422 was documented as the framework's list while eventstore's own 422s carry a string."""
     spec = client.get("/openapi.json").json()

@@ -245,20 +245,23 @@ class _Packet:
 
 class _Procedure:
     """The packet's statements, from its BEGIN to its COMMIT, as a stored procedure: the server parses
-    them once per connection instead of at every set, which halves what a set costs it beyond the
-    commit (docs/performance.md). Its name is a hash of its text, so a change of the statements (a
-    new eventstore) creates a procedure of its own beside the old one: processes of two versions
-    never run each other's. Created on first use with CREATE PROCEDURE IF NOT EXISTS (once per
-    process, on the store's autocommit connection). Where the database refuses (no CREATE ROUTINE
-    privilege), `usable` becomes False and the packet is sent as it is.
+    them once per connection instead of at every set (docs/performance.md). Its name hashes its text and
+    the session's sql_mode, which a procedure keeps from its creation: processes of two eventstore
+    versions, or with two sql_modes, never run each other's. Created on first use with CREATE PROCEDURE
+    IF NOT EXISTS (once per store, on its autocommit connection), with SQL SECURITY INVOKER: it runs
+    with the caller's rights, never its creator's, and works on after its creator's account is gone.
 
     A call is one round trip: `SET @es_<bind> = ..., ...; CALL es_set_<hash>()`, the values in user
     variables of the session that the body reads where the packet has its placeholders. An error
     inside rolls the transaction back (the EXIT HANDLER) and is raised again with its own code, so a
-    deadlock is still retried like any other."""
+    deadlock is still retried like any other. `usable` becomes False, and the packet is sent as it is
+    from then on, where the database refuses to create or run it (no CREATE ROUTINE or EXECUTE
+    privilege), or where only a procedure fails: its values, in user variables, compare under the
+    connection's collation, and a table of another collation refuses the comparison."""
 
     def __init__(self, body: Sequence[str], names: Sequence[str], dialect: Dialect) -> None:
-        definition = "\n".join(
+        large = [name for name in names if name.endswith("value")]
+        self._definition = "\n".join(
             [
                 "BEGIN",
                 "DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;",
@@ -266,20 +269,21 @@ class _Procedure:
                 *(f"{statement};" for statement in body),
                 f"SET {_EVENTS} = ROW_COUNT();",  # the event's insert is the body's last statement
                 "COMMIT;",
+                # The session keeps its variables: the value's copies are not kept until the next set.
+                "SET " + ", ".join(f"@es_{name} = NULL" for name in large) + ";",
                 f"SELECT {_EVENTS}, LAST_INSERT_ID();",  # LAST_INSERT_ID(): the head's advance
                 "END",
             ]
         )
-        self.name = f"es_set_{hashlib.sha256(definition.encode()).hexdigest()[:16]}"
-        self.create_sql = f"CREATE PROCEDURE IF NOT EXISTS {self.name}() MODIFIES SQL DATA\n{definition}"
-        assignments = ", ".join(f"@es_{name} = %({name})s" for name in names)
-        self.call_sql = f"SET {assignments};\nCALL {self.name}()"
+        self._assignments = ", ".join(f"@es_{name} = %({name})s" for name in names)
+        self.name = ""  # given at creation, with the session's sql_mode
+        self.call_sql = ""
         self.usable: bool | None = None  # unknown until the first call
         self._dialect = dialect
         self._rollback = Prepared(sa.text("ROLLBACK"), dialect)
 
-    def call(self, pooled: PoolProxiedConnection, values: Mapping[str, Any]) -> Any:
-        """As `_Packet.first`, or _NO_PROCEDURE if the procedure cannot be created here."""
+    def call(self, pooled: PoolProxiedConnection, values: Mapping[str, Any], *, again: bool = True) -> Any:
+        """As `_Packet.first`, or _NO_PROCEDURE where the procedure cannot serve (the packet then does)."""
         dbapi_connection = pooled.dbapi_connection
         assert dbapi_connection is not None, "the connection was invalidated"
         if self.usable is None:
@@ -302,16 +306,21 @@ class _Procedure:
         except self._dialect.loaded_dbapi.Error as error:
             gone = self._dialect.is_disconnect(error, dbapi_connection, cursor)
             cursor.close()
+            code = error.args[0] if error.args else None
             if not gone:
                 try:
                     self._rollback.run(pooled, {})  # the handler rolled back; this is in case it could not
-                except DBAPIError:
+                except DBAPIError as failed:
                     pooled.invalidate()
-                if error.args and error.args[0] == _NO_SUCH_PROCEDURE:
+                    raise failed from error
+                if code in _PROCEDURE_ONLY:  # nothing of this call was applied (the handler rolled back)
+                    self.usable = False
+                    return _NO_PROCEDURE
+                if code == _NO_SUCH_PROCEDURE and again:
                     # Dropped since (say, a database restored from a dump without routines): nothing of
                     # this call ran, so create it again and call once more.
                     self.usable = None
-                    return self.call(pooled, values)
+                    return self.call(pooled, values, again=False)
             raise driver_error(self._dialect, error, statement=self.call_sql, gone=gone) from error
         finally:
             cursor.close()
@@ -321,7 +330,16 @@ class _Procedure:
         """Create the procedure unless it exists: True, or False where the database refuses it."""
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(self.create_sql)  # no parameters: the text is sent as it is
+            cursor.execute("SELECT @@SESSION.sql_mode")
+            (sql_mode,) = cursor.fetchone()
+            digest = hashlib.sha256(f"{sql_mode}\n{self._definition}".encode()).hexdigest()[:16]
+            self.name = f"es_set_{digest}"
+            self.call_sql = f"SET {self._assignments};\nCALL {self.name}()"
+            # No parameters: the text is sent as it is.
+            cursor.execute(
+                f"CREATE PROCEDURE IF NOT EXISTS {self.name}() MODIFIES SQL DATA SQL SECURITY INVOKER\n"
+                f"{self._definition}"
+            )
         except self._dialect.loaded_dbapi.Error as error:
             code = error.args[0] if error.args else None
             if code == _ALREADY_EXISTS:  # created by another process at the same moment
@@ -329,7 +347,7 @@ class _Procedure:
             if code in _REFUSED:
                 return False
             gone = self._dialect.is_disconnect(error, dbapi_connection, cursor)
-            raise driver_error(self._dialect, error, statement=self.create_sql, gone=gone) from error
+            raise driver_error(self._dialect, error, statement="CREATE PROCEDURE", gone=gone) from error
         finally:
             cursor.close()
         return True
@@ -340,6 +358,9 @@ _NO_SUCH_PROCEDURE = 1305  # ER_SP_DOES_NOT_EXIST
 _ALREADY_EXISTS = 1304  # ER_SP_ALREADY_EXISTS
 # Access denied (database, command, privilege, routine), and binary logging's SUPER requirement.
 _REFUSED = frozenset({1044, 1142, 1227, 1370, 1419})
+# Errors only the procedure meets: EXECUTE denied (1370), a definer that no longer exists (1449),
+# an illegal mix of collations (1267, 1270, 1271).
+_PROCEDURE_ONLY = frozenset({1370, 1449, 1267, 1270, 1271})
 _EVENTS = "@eventstore_events"
 
 
