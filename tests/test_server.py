@@ -39,19 +39,18 @@ def serve_processes() -> Iterator[dict[str, ServeProcess]]:
 
 
 @pytest.fixture
-def served(serve_processes: dict[str, ServeProcess], store: Store, db_url: str) -> Iterator[ServeProcess]:
+def served(
+    serve_processes: dict[str, ServeProcess], store: Store, db_url: str, backend: str
+) -> Iterator[ServeProcess]:
     """A real `eventstore serve` on `db_url`: kept from test to test on PostgreSQL and MariaDB, whose
     session database is emptied between tests; on SQLite each test has a database file of its own."""
     process = serve_processes.get(db_url)
     if process is None:
-        for other in serve_processes.values():
-            other.stop()
-        serve_processes.clear()
         process = serve_processes[db_url] = ServeProcess(db_url)
     yield process
-    if any_token_ever(store):
-        # The server remembers that a token exists (tokens are never deleted); emptying the tables for
-        # the next test deletes them, so the next test gets a server of its own.
+    # The server remembers that a token exists (tokens are never deleted); emptying the tables for the
+    # next test deletes them, so after a test that created one the next test gets a server of its own.
+    if backend == "sqlite" or any_token_ever(store):
         serve_processes.pop(db_url).stop()
 
 
