@@ -75,9 +75,25 @@ class SetStatement(Protocol):
 class SingleSet:
     """A prepared single-statement set (built by the backend), run on a connection in autocommit."""
 
-    def __init__(self, statement: SetStatement, parts: SetParts) -> None:
+    def __init__(
+        self,
+        statement: SetStatement,
+        parts: SetParts,
+        prepare: Callable[[PoolProxiedConnection], None] | None = None,
+    ) -> None:
+        """`prepare(conn)`, where the statement needs something on the server before its first run
+        (MariaDB: its stored procedure)."""
         self._statement = statement
         self._params = [part.params for part in parts.projections]
+        self._prepare = prepare
+        self.unprepared = prepare is not None
+        """True until `prepare` has run: the caller runs it first, as a read (a connection lost during it
+        is simply tried again), so that the set itself is the only thing sent as a write."""
+
+    def prepare(self, conn: PoolProxiedConnection) -> None:
+        if self._prepare is not None:
+            self._prepare(conn)
+        self.unprepared = False
 
     def try_set(
         self, conn: PoolProxiedConnection, identity_hash: str, key: str, text: str, writer: Writer

@@ -509,10 +509,14 @@ class Store:
     def set_value(self, asset: Asset, writer: Writer, key: str, text: str) -> None:
         """One `set` event: in one statement where the database can, else in the log's transaction."""
         fast = self._single_set
-        if fast is not None and self._db.run_direct_write(
-            lambda conn: fast.try_set(conn, asset.identity_hash, key, text, writer)
-        ):
-            return
+        if fast is not None:
+            if fast.unprepared:
+                self._db.run_direct(fast.prepare)
+            recorded = self._db.run_direct_write(
+                lambda conn: fast.try_set(conn, asset.identity_hash, key, text, writer)
+            )
+            if recorded:
+                return
         self._change(asset, writer, [key], 1, lambda current: set_events({key: text}, current))
 
     def change(self, asset: Asset, writer: Writer, keys: Sequence[str] | None, decide: Decide) -> None:

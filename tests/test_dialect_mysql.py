@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from eventstore import Asset, OutcomeUnknownError, Store, StoreUnavailableError, Writer, schema
 from eventstore.database import Database
+from eventstore.dialects import mysql as mysql_dialect
 from tests.logcheck import LogInspector, fold_log
 
 pytestmark = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
@@ -253,3 +255,29 @@ def test_where_only_the_procedure_fails_the_packet_takes_over(store: Store, db_u
             conn.execute(sa.text(f"ALTER TABLE es_assets MODIFY {column} COLLATE utf8mb4_general_ci"))
         engine.dispose()
     assert [(c.value, c.previous) for c in store.history(ASSET, "k")] == [(1, None), (2, 1)]
+
+
+def test_a_connection_lost_while_creating_the_procedure_is_tried_again_before_the_set_is_sent(
+    store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _drop_procedures(db_url)
+    store.activate(ASSET)
+    create = mysql_dialect._Procedure.create
+    killed: list[int] = []
+
+    def create_on_a_killed_session(procedure: Any, dbapi_connection: Any) -> bool:
+        if not killed:  # the first time, the server ends the session first
+            killed.append(dbapi_connection.thread_id())
+            admin = sa.create_engine(db_url)
+            try:
+                with admin.connect() as conn:
+                    conn.execute(sa.text(f"KILL {killed[0]}"))
+            finally:
+                admin.dispose()
+        return create(procedure, dbapi_connection)
+
+    monkeypatch.setattr(mysql_dialect._Procedure, "create", create_on_a_killed_session)
+    store.asset(ASSET).set("k", 1)  # not OutcomeUnknownError: the set itself had not been sent
+    assert killed
+    assert len(_procedures(db_url)) == 1
+    assert [(c.value, c.previous) for c in store.history(ASSET, "k")] == [(1, None)]

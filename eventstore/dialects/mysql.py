@@ -111,7 +111,8 @@ class MySQLBackend(Backend):
         return LastInsertIdOrdering(dialect)
 
     def single_set(self, dialect: Dialect, ordering: Ordering, parts: SetParts) -> SingleSet:
-        return SingleSet(_Packet(_single_set_statements(parts), dialect), parts)
+        packet = _Packet(_single_set_statements(parts), dialect)
+        return SingleSet(packet, parts, prepare=packet.prepare)
 
     def engine_options(self, url: URL) -> dict[str, Any]:
         # READ COMMITTED: each statement sees what committed before it, as on PostgreSQL, and InnoDB
@@ -210,6 +211,13 @@ class _Packet:
                 return cast(Row | None, found)
         return self._send(pooled, values)
 
+    def prepare(self, pooled: PoolProxiedConnection) -> None:
+        """Create the procedure (or find it refused) before the first set."""
+        dbapi_connection = pooled.dbapi_connection
+        assert dbapi_connection is not None, "the connection was invalidated"
+        if self._procedure.usable is None:
+            self._procedure.usable = self._procedure.create(dbapi_connection)
+
     def _send(self, pooled: PoolProxiedConnection, values: Mapping[str, Any]) -> Row | None:
         """The packet itself (where the procedure cannot be created)."""
         dbapi_connection = pooled.dbapi_connection
@@ -248,7 +256,8 @@ class _Procedure:
     them once per connection instead of at every set (docs/performance.md). Its name hashes its text and
     the session's sql_mode, which a procedure keeps from its creation: processes of two eventstore
     versions, or with two sql_modes, never run each other's. Created on first use with CREATE PROCEDURE
-    IF NOT EXISTS (once per store, on its autocommit connection), with SQL SECURITY INVOKER: it runs
+    IF NOT EXISTS (once per store, on its autocommit connection, before the first set is sent: a
+    connection lost meanwhile is tried again like a read's), with SQL SECURITY INVOKER: it runs
     with the caller's rights, never its creator's, and works on after its creator's account is gone.
 
     A call is one round trip: `SET @es_<bind> = ..., ...; CALL es_set_<hash>()`, the values in user
@@ -287,7 +296,7 @@ class _Procedure:
         dbapi_connection = pooled.dbapi_connection
         assert dbapi_connection is not None, "the connection was invalidated"
         if self.usable is None:
-            self.usable = self._create(dbapi_connection)
+            self.usable = self.create(dbapi_connection)
             if not self.usable:
                 return _NO_PROCEDURE
         cursor = dbapi_connection.cursor()
@@ -326,7 +335,7 @@ class _Procedure:
             cursor.close()
         return (position,) if events == 1 else None
 
-    def _create(self, dbapi_connection: Any) -> bool:
+    def create(self, dbapi_connection: Any) -> bool:
         """Create the procedure unless it exists: True, or False where the database refuses it."""
         cursor = dbapi_connection.cursor()
         try:
