@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shlex
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -23,19 +21,12 @@ VERSION_TABLE = "es_alembic_version"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
-# Alembic keeps the running migration's context in module globals (`alembic.context`, `alembic.op`), so
-# two threads of one process migrating at once, even two different databases, run each other's
-# revisions on the wrong connection. The database's migration lock covers other processes; this covers
-# the threads of this one.
-_ALEMBIC_IN_THIS_PROCESS = threading.Lock()
-
-
-@contextmanager
-def alembic_running() -> Iterator[None]:
-    """Hold while an alembic command runs: one at a time in this process (see _ALEMBIC_IN_THIS_PROCESS).
-    Take it before the database's migration lock, never inside it."""
-    with _ALEMBIC_IN_THIS_PROCESS:
-        yield
+ALEMBIC_LOCK = threading.Lock()
+"""Held while an alembic command runs: one at a time in this process. Alembic keeps the running
+migration's context in module globals (`alembic.context`, `alembic.op`), so two threads migrating at once,
+even two different databases, run each other's revisions on the wrong connection. The database's
+migration lock covers other processes; this covers the threads of this one. Take it before the
+database's migration lock, never inside it."""
 
 
 def alembic_config() -> Config:
@@ -95,7 +86,7 @@ def upgrade(engine: Engine) -> None:
     backend = backend_for(engine.dialect.name)
     config = alembic_config()
     with (
-        alembic_running(),
+        ALEMBIC_LOCK,
         engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
         backend.migration_lock(conn),
     ):

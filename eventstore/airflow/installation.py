@@ -103,7 +103,7 @@ def _install(engine: Engine) -> str:
     _require_airflow(engine)
     migrate.upgrade(engine)
     config = _config()
-    with migrate.alembic_running(), engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+    with migrate.ALEMBIC_LOCK, engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
         with backend_for(engine.dialect.name).migration_lock(conn):
             before = current_revision(conn)
             config.attributes["connection"] = conn
@@ -130,7 +130,7 @@ def uninstall(url: str) -> str:
         with _reachable(engine, "uninstall"):
             config = _config()
             writes = engine.connect().execution_options(**{WRITE_OPTION: True})
-            with migrate.alembic_running(), writes as conn:
+            with migrate.ALEMBIC_LOCK, writes as conn:
                 before = current_revision(conn)
                 config.attributes["connection"] = conn
                 command.downgrade(config, "base")

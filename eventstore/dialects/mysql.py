@@ -195,7 +195,7 @@ class _Packet:
             for i, statement in enumerate(self._statements)
             if i not in (0, len(self._statements) - 1)
         ]
-        self._procedure = _Procedure(body, _bind_names(self.sql), dialect)
+        self._procedure = _Procedure(body, _bind_names(self.sql), dialect, self._rollback)
 
     def first(self, conn: Connectable, params: Mapping[str, Any]) -> Row | None:
         """(the event's position,) if the set was recorded; None if the claim matched no row."""
@@ -215,8 +215,7 @@ class _Packet:
         """Create the procedure (or find it refused) before the first set."""
         dbapi_connection = pooled.dbapi_connection
         assert dbapi_connection is not None, "the connection was invalidated"
-        if self._procedure.usable is None:
-            self._procedure.usable = self._procedure.create(dbapi_connection)
+        self._procedure.ensure(dbapi_connection)
 
     def _send(self, pooled: PoolProxiedConnection, values: Mapping[str, Any]) -> Row | None:
         """The packet itself (where the procedure cannot be created)."""
@@ -233,13 +232,9 @@ class _Packet:
         except self._dialect.loaded_dbapi.Error as error:
             gone = self._dialect.is_disconnect(error, dbapi_connection, cursor)
             cursor.close()
-            # The server ran the statements up to the failed one and sent nothing after it; the
-            # transaction may still be open (a lock wait timeout rolls back only its statement).
+            # The server ran the statements up to the failed one and sent nothing after it.
             if not gone:
-                try:
-                    self._rollback.run(pooled, {})
-                except DBAPIError:
-                    pooled.invalidate()  # maybe still in the transaction: never kept
+                _roll_back(pooled, self._rollback)
             raise driver_error(self._dialect, error, statement=self.sql, gone=gone) from error
         finally:
             cursor.close()
@@ -268,7 +263,9 @@ class _Procedure:
     privilege), or where only a procedure fails: its values, in user variables, compare under the
     connection's collation, and a table of another collation refuses the comparison."""
 
-    def __init__(self, body: Sequence[str], names: Sequence[str], dialect: Dialect) -> None:
+    def __init__(
+        self, body: Sequence[str], names: Sequence[str], dialect: Dialect, rollback: Prepared
+    ) -> None:
         large = [name for name in names if name.endswith("value")]
         self._definition = "\n".join(
             [
@@ -289,16 +286,14 @@ class _Procedure:
         self.call_sql = ""
         self.usable: bool | None = None  # unknown until the first call
         self._dialect = dialect
-        self._rollback = Prepared(sa.text("ROLLBACK"), dialect)
+        self._rollback = rollback
 
     def call(self, pooled: PoolProxiedConnection, values: Mapping[str, Any], *, again: bool = True) -> Any:
         """As `_Packet.first`, or _NO_PROCEDURE where the procedure cannot serve (the packet then does)."""
         dbapi_connection = pooled.dbapi_connection
         assert dbapi_connection is not None, "the connection was invalidated"
-        if self.usable is None:
-            self.usable = self.create(dbapi_connection)
-            if not self.usable:
-                return _NO_PROCEDURE
+        if not self.ensure(dbapi_connection):
+            return _NO_PROCEDURE
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(self.call_sql, values)
@@ -316,12 +311,8 @@ class _Procedure:
             gone = self._dialect.is_disconnect(error, dbapi_connection, cursor)
             cursor.close()
             code = error.args[0] if error.args else None
-            if not gone:
-                try:
-                    self._rollback.run(pooled, {})  # the handler rolled back; this is in case it could not
-                except DBAPIError as failed:
-                    pooled.invalidate()
-                    raise failed from error
+            # The EXIT HANDLER rolled back; the ROLLBACK is for an error it could not catch.
+            if not gone and _roll_back(pooled, self._rollback):
                 if code in _PROCEDURE_ONLY:  # nothing of this call was applied (the handler rolled back)
                     self.usable = False
                     return _NO_PROCEDURE
@@ -334,6 +325,12 @@ class _Procedure:
         finally:
             cursor.close()
         return (position,) if events == 1 else None
+
+    def ensure(self, dbapi_connection: Any) -> bool:
+        """Create the procedure on first use: whether it can serve."""
+        if self.usable is None:
+            self.usable = self.create(dbapi_connection)
+        return self.usable
 
     def create(self, dbapi_connection: Any) -> bool:
         """Create the procedure unless it exists: True, or False where the database refuses it."""
@@ -360,6 +357,18 @@ class _Procedure:
         finally:
             cursor.close()
         return True
+
+
+def _roll_back(pooled: PoolProxiedConnection, rollback: Prepared) -> bool:
+    """After an error the server answered in a packet or a call, which stops where it occurs and may leave
+    the transaction open (a lock wait timeout rolls back only its statement): roll back. True if done;
+    False if the ROLLBACK failed too, and the connection, maybe still in the transaction, was discarded."""
+    try:
+        rollback.run(pooled, {})
+    except DBAPIError:
+        pooled.invalidate()
+        return False
+    return True
 
 
 _NO_PROCEDURE: Any = object()
