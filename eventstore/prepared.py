@@ -36,7 +36,16 @@ Processor = Callable[[Any], Any]
 class Prepared:
     """One Core statement compiled for one dialect. Parameters by name, rows as plain tuples."""
 
-    __slots__ = ("_dialect", "_literal_slots", "_names", "_pick", "_processors", "_results", "sql")
+    __slots__ = (
+        "_dialect",
+        "_literal_slots",
+        "_names",
+        "_pick",
+        "_processors",
+        "_results",
+        "literals",
+        "sql",
+    )
 
     def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
@@ -64,6 +73,9 @@ class Prepared:
         self._processors = tuple((i, processors[name]) for i, name in enumerate(picked) if name in processors)
         # The literals' indexes among all placeholders, to put them back in place.
         self._literal_slots = tuple((i, literals[name]) for i, name in enumerate(names) if name in literals)
+        self.literals: Mapping[str, Any] = literals
+        """The binds whose value the statement itself fixes (e.g. the `1` of `id = 1`), not the caller's
+        parameters: name -> value as the driver takes it."""
         # The columns as compiled: a DML statement's `exported_columns` can be stale (SQLAlchemy 2.1 keeps
         # the value memoized on the statement that `.returning()` was called on).
         results = tuple(

@@ -153,6 +153,34 @@ def test_a_set_runs_as_one_stored_procedure_created_once_and_again_if_dropped(
     assert inspector.view() == fold_log(log)
 
 
+def test_the_procedure_reads_each_parameter_from_one_variable_that_every_statement_binds_alike(
+    store: Store, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The procedure takes a parameter that several statements bind (the key, the value, the writer)
+    # from one of them: every statement must turn it into the same value.
+    fast = Store(database)._single_set
+    assert fast is not None
+    packet = fast._statement  # type: ignore[attr-defined]
+    captured: list[dict[str, Any]] = []
+    first = packet.first
+    monkeypatch.setattr(
+        packet, "first", lambda conn, params: captured.append(dict(params)) or first(conn, params)
+    )
+    store.activate(ASSET)
+    conn = database.autocommit_engine.raw_connection()
+    try:
+        assert fast.try_set(conn, ASSET.identity_hash, "k é", '{"a": 1}', Writer.task("d", "r", "t"))
+    finally:
+        conn.close()
+    (params,) = captured
+    bound = [packet._parameters(i, params) for i in range(len(packet._statements))]
+    for name, source in packet._sources.items():
+        assert {repr(values[name]) for values in bound if name in values} == {repr(bound[source][name])}
+    assert store.asset(ASSET).get("k é") == {"a": 1}
+    # Only the final SELECT sends a row: the old value's read keeps its row in the session.
+    assert packet._procedure._definition.count("INTO @es_discarded") == 1
+
+
 def test_without_the_privilege_to_create_it_the_packet_is_sent_instead(store: Store, db_url: str) -> None:
     _drop_procedures(db_url)
     store.activate(ASSET)

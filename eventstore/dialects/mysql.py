@@ -34,10 +34,11 @@ runs the log's transaction. An error stops the packet where it occurs; the trans
 back (or the connection discarded) before the error is raised, as after a failed statement of the log's.
 
 The server runs these statements as a stored procedure (`_Procedure`): the same text from BEGIN to
-COMMIT, created once under a name that hashes it, and called as `SET @es_<bind> = ...; CALL
-es_set_<hash>()`. A packet's statements are parsed again at every set, and that parsing was a large part
-of what a set cost the server beyond its commit (docs/performance.md). Where the procedure cannot be
-created (no CREATE ROUTINE privilege), the packet is sent as it is.
+COMMIT, created once under a name that hashes it, and called as `SET @es_<parameter> = ...; CALL
+es_set_<hash>()`, one variable per parameter of the set (the key, the value, the writer's fields, ...).
+A packet's statements are parsed again at every set, and that parsing was a large part of what a set
+cost the server beyond its commit (docs/performance.md). Where the procedure cannot be created (no
+CREATE ROUTINE privilege), the packet is sent as it is.
 
 Only the autocommit engine's connections (`Database.run_direct`, where the packet runs) may send several
 statements at once (`CLIENT.MULTI_STATEMENTS`, set in `configure`).
@@ -54,6 +55,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from pymysql.constants import CLIENT
+from pymysql.converters import escape_item
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
@@ -189,27 +191,54 @@ class _Packet:
         )
         self._dialect = dialect
         self._rollback = Prepared(sa.text("ROLLBACK"), dialect)
-        # The statements between BEGIN and COMMIT, as the server-side procedure's body.
-        body = [
-            _BIND.sub(functools.partial(_as_variable, f"s{i}_"), statement.sql)
-            for i, statement in enumerate(self._statements)
-            if i not in (0, len(self._statements) - 1)
-        ]
-        self._procedure = _Procedure(body, _bind_names(self.sql), dialect, self._rollback)
+        # The statements between BEGIN and COMMIT, as the server-side procedure's body. Each of the set's
+        # parameters (the key, the value, the writer, ...) is one user variable, `@es_<name>`, however
+        # many statements read it; a statement's literals (e.g. the `1` of `id = 1`) are written in
+        # place. A SELECT keeps its row in the session (INTO) instead of sending it.
+        self._sources: dict[str, int] = {}
+        """Each user variable of the procedure: the first statement that binds it."""
+        body = []
+        for i, (original, statement) in enumerate(zip(statements, self._statements, strict=True)):
+            if i in (0, len(self._statements) - 1):
+                continue
+            text = _BIND.sub(functools.partial(self._variable, i, statement), statement.sql)
+            body.append(f"{text} INTO {_DISCARDED}" if isinstance(original, sa.Select) else text)
+        self._procedure = _Procedure(body, list(self._sources), dialect, self._rollback)
+
+    def _variable(self, i: int, statement: Prepared, match: re.Match[str]) -> str:
+        """A placeholder of statement `i`, matched by _BIND, as the procedure's text has it: a literal's
+        value, else the user variable of the parameter (and an escaped `%` as the `%` it stands for: the
+        procedure's text is sent without parameters)."""
+        name = match[1]
+        if name is None:
+            return "%"
+        if name in statement.literals:
+            return str(escape_item(statement.literals[name], "utf8mb4"))
+        self._sources.setdefault(name, i)
+        return f"@es_{name}"
 
     def first(self, conn: Connectable, params: Mapping[str, Any]) -> Row | None:
         """(the event's position,) if the set was recorded; None if the claim matched no row."""
-        values: dict[str, Any] = {}
-        for i, statement in enumerate(self._statements):
-            bound = statement._parameters(params)
-            assert isinstance(bound, dict), "PyMySQL takes named parameters"
-            values.update((f"s{i}_{name}", value) for name, value in bound.items())
         pooled = conn.connection if isinstance(conn, Connection) else conn
         if self._procedure.usable is not False:
-            found = self._procedure.call(pooled, values)
+            # The same parameter has the same type (so the same value) in every statement that binds it.
+            bound = {i: self._parameters(i, params) for i in set(self._sources.values())}
+            variables = {name: bound[i][name] for name, i in self._sources.items()}
+            found = self._procedure.call(pooled, variables)
             if found is not _NO_PROCEDURE:
                 return cast(Row | None, found)
-        return self._send(pooled, values)
+        packet = {
+            f"s{i}_{name}": value
+            for i in range(len(self._statements))
+            for name, value in self._parameters(i, params).items()
+        }
+        return self._send(pooled, packet)
+
+    def _parameters(self, i: int, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Statement i's parameters, as PyMySQL takes them (by name)."""
+        values = self._statements[i]._parameters(params)
+        assert isinstance(values, dict), "PyMySQL takes named parameters"
+        return values
 
     def prepare(self, pooled: PoolProxiedConnection) -> None:
         """Create the procedure (or find it refused) before the first set."""
@@ -255,8 +284,9 @@ class _Procedure:
     connection lost meanwhile is tried again like a read's), with SQL SECURITY INVOKER: it runs
     with the caller's rights, never its creator's, and works on after its creator's account is gone.
 
-    A call is one round trip: `SET @es_<bind> = ..., ...; CALL es_set_<hash>()`, the values in user
-    variables of the session that the body reads where the packet has its placeholders. An error
+    A call is one round trip: `SET @es_<parameter> = ..., ...; CALL es_set_<hash>()`, the values in
+    user variables of the session that the body reads where the packet has its placeholders, and one
+    row back (the final SELECT). An error
     inside rolls the transaction back (the EXIT HANDLER) and is raised again with its own code, so a
     deadlock is still retried like any other. `usable` becomes False, and the packet is sent as it is
     from then on, where the database refuses to create or run it (no CREATE ROUTINE or EXECUTE
@@ -297,8 +327,8 @@ class _Procedure:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(self.call_sql, values)
-            # The SET's reply, the body's read of the old value (a SELECT, so a result), the final
-            # SELECT, the CALL's own reply: every one is read, nothing is left for the next call.
+            # The SET's reply, the final SELECT, the CALL's own reply: every one is read, nothing is left
+            # for the next call.
             last: tuple[Any, ...] | None = None
             while True:
                 if cursor.description is not None:
@@ -380,17 +410,8 @@ _REFUSED = frozenset({1044, 1142, 1227, 1370, 1419})
 # an illegal mix of collations (1267, 1270, 1271).
 _PROCEDURE_ONLY = frozenset({1370, 1449, 1267, 1270, 1271})
 _EVENTS = "@eventstore_events"
-
-
-def _as_variable(prefix: str, match: re.Match[str]) -> str:
-    """A placeholder matched by _BIND as the user variable the procedure reads (`@es_<prefix><name>`),
-    and an escaped `%` as the `%` it stands for (the procedure's text is sent without parameters)."""
-    return "%" if match[1] is None else f"@es_{prefix}{match[1]}"
-
-
-def _bind_names(sql: str) -> list[str]:
-    """The names of the placeholders in `sql`, in order, once each."""
-    return list(dict.fromkeys(match[1] for match in _BIND.finditer(sql) if match[1] is not None))
+_DISCARDED = "@es_discarded"
+"""Where a SELECT of the procedure's body puts its row (the old value's read sets its own variable)."""
 
 
 def _renamed(prefix: str, match: re.Match[str]) -> str:
