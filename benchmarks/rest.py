@@ -3,9 +3,12 @@ ASGI server and against the Python API on the same database; one client and 16 c
 whether a slow database call holds up other requests (the event loop).
 
 The server is a real uvicorn process (`python -c "...serve_for_bench(...)"`) on 127.0.0.1, serving
-`eventstore.server.create_app(url)` plus two routes only this benchmark adds: `GET /bench/noop` (a tiny
+`eventstore.server.create_app(url)` plus routes only this benchmark adds: `GET /bench/noop` (a tiny
 JSON answer) and `PUT /bench/noop` (reads the body, answers 204), both `async def` with no
-dependency: the floor of uvicorn + FastAPI on this machine. The access log is off (as behind a load
+dependency: the floor of uvicorn + FastAPI on this machine; and `GET /bench/read/{asset_id}/{key}`,
+which reads the key once (`Store.entry`) in a worker thread, as every database call of the server is
+made, with no token check and no validation, and answers the same tiny JSON: the floor of any route
+that reads the database without blocking the event loop. The access log is off (as behind a load
 balancer that logs); the database has one write-scope token, sent by every request, so each eventstore
 request looks its token up as in production.
 
@@ -15,6 +18,7 @@ each for the throughput. Client and server share the machine's cores, so req/s i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -57,8 +61,15 @@ async def noop_put(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def read_floor(request: Request) -> Response:
+    store = request.app.state.store
+    asset_id, key = int(request.path_params["asset_id"]), request.path_params["key"]
+    await asyncio.get_running_loop().run_in_executor(None, store.entry, asset_id, key)
+    return Response(b'{"value":1}', media_type="application/json")
+
+
 def serve_for_bench(url: str, port: int) -> None:
-    """The benchmark's server process: eventstore's app plus the no-op routes, on 127.0.0.1:port."""
+    """The benchmark's server process: eventstore's app plus the benchmark's routes, on 127.0.0.1:port."""
     import uvicorn
 
     from eventstore.server import create_app
@@ -66,6 +77,7 @@ def serve_for_bench(url: str, port: int) -> None:
     app = create_app(url)
     app.add_api_route("/bench/noop", noop_get, methods=["GET"], include_in_schema=False)
     app.add_api_route("/bench/noop", noop_put, methods=["PUT"], include_in_schema=False)
+    app.add_route("/bench/read/{asset_id}/{key}", read_floor, methods=["GET"], include_in_schema=False)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -187,6 +199,9 @@ def measure_rest(
             def noop_get(i: int) -> None:
                 check(client.get("/bench/noop"), 200, "no-op GET")
 
+            def read_get(i: int) -> None:
+                check(client.get(f"/bench/read/{asset_id}/{KEYS[i % len(KEYS)]}"), 200, "read floor GET")
+
             def noop_put(i: int) -> None:
                 check(client.put("/bench/noop", json={"value": value_for(i)}), 204, "no-op PUT")
 
@@ -200,6 +215,7 @@ def measure_rest(
                 found.problems.append("REST GET read a wrong value")
             variants: dict[str, Callable[[int], object]] = {
                 "noop get": noop_get,
+                "read get": read_get,
                 "rest get": rest_get,
                 "api get": api_get,
                 "noop put": noop_put,

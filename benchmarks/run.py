@@ -257,6 +257,14 @@ def rest_section(db: databases.BenchDatabase, sizes: Sizes, report: DatabaseRepo
                     *(Stats(tuple(cpu[f"{kind} {method}"])).median for kind in ("rest", "noop"))
                 ),
             )
+        if method == "get":
+            report.add(
+                "rest.read_get_ratio",
+                section,
+                "floor: a read in a worker thread, no token / no-op route",
+                "×",
+                paired_ratio(lat["read get"], lat["noop get"]),
+            )
         python = "state.get" if method == "get" else "state.set"
         report.add(
             f"rest.api_{method}",

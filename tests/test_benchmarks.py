@@ -77,7 +77,15 @@ def test_rest_measurements_run_on_sqlite(tmp_path: Path) -> None:
     finally:
         databases.drop(db)
     assert found.problems == []
-    assert set(found.latency) == {"noop get", "rest get", "api get", "noop put", "rest put", "api put"}
+    assert set(found.latency) == {
+        "noop get",
+        "read get",
+        "rest get",
+        "api get",
+        "noop put",
+        "rest put",
+        "api put",
+    }
     assert set(found.throughput) == {"noop get", "rest get", "rest put"}
     for samples in (*found.latency.values(), *found.throughput.values(), *found.loop_ms.values()):
         assert samples and all(sample > 0 for sample in samples)
