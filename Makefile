@@ -32,10 +32,16 @@ lint: $(INSTALLED)
 # The suite in TEST_WORKERS processes (pytest-xdist): most tests wait on a database or a subprocess, so
 # more workers than cores still pays. Each worker has its own databases (tests/databases.py), and runs
 # whole modules in their order (--dist loadfile): module fixtures (a browser, a fault run) are set up once.
+# The Airflow tests (and, on a fresh machine, the install of their venv) run meanwhile, beside the
+# suite; their output follows the suite's, and either failing fails the target.
 TEST_WORKERS ?= 3
 test: $(INSTALLED) databases chromium lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
-	$(MAKE) test-airflow
+	@$(MAKE) --no-print-directory test-airflow > .test-airflow.log 2>&1 & airflow=$$!; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile; suite=$$?; \
+	wait $$airflow; airflow_status=$$?; \
+	cat .test-airflow.log; \
+	if [ $$airflow_status -ne 0 ]; then echo "make test: the Airflow tests failed (above)" >&2; fi; \
+	[ $$suite -eq 0 ] && [ $$airflow_status -eq 0 ]
 
 # The Airflow 3.3.2 venv (cached under ~/.cache/eventstore, keyed by the pins' hash): scripts/airflow-venv.
 airflow-venv:
@@ -81,4 +87,4 @@ reliability: $(INSTALLED) databases
 	$(BIN)/python -m reliability $(RELIABILITY_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .test-airflow.log
