@@ -174,11 +174,41 @@ def test_the_procedure_reads_each_parameter_from_one_variable_that_every_stateme
         conn.close()
     (params,) = captured
     bound = [packet._parameters(i, params) for i in range(len(packet._statements))]
-    for name, source in packet._sources.items():
+    for source, name in packet._sources.values():
         assert {repr(values[name]) for values in bound if name in values} == {repr(bound[source][name])}
     assert store.asset(ASSET).get("k é") == {"a": 1}
     # Only the final SELECT sends a row: the old value's read keeps its row in the session.
     assert packet._procedure._definition.count("INTO @es_discarded") == 1
+
+
+def test_a_literal_that_is_not_a_number_or_a_word_stays_a_variable(database: Database) -> None:
+    # Its escaping would depend on the sql_mode (NO_BACKSLASH_ESCAPES), which the procedure's text cannot.
+    statements = [
+        sa.text("BEGIN"),
+        sa.select(sa.literal("it's"), sa.literal("set"), sa.literal(7), sa.bindparam("key")),
+        sa.text("COMMIT"),
+    ]
+    packet = mysql_dialect._Packet(statements, database.dialect)
+    body = packet._procedure._definition
+    assert "@es_s1_param_1" in body and "'set'" in body and " 7" in body and "@es_key" in body
+    assert packet._sources == {"s1_param_1": (1, "param_1"), "key": (1, "key")}
+
+
+def test_no_copy_of_a_value_stays_in_the_session_after_a_set(store: Store, database: Database) -> None:
+    fast = Store(database)._single_set
+    assert fast is not None
+    store.activate(ASSET)
+    conn = database.autocommit_engine.raw_connection()
+    try:
+        for text in ('"first"', '"second"'):  # the second set reads the first as the old value
+            assert fast.try_set(conn, ASSET.identity_hash, "k", text, WRITER)
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT @es_value, @eventstore_previous, @es_discarded")
+            assert cursor.fetchone() == (None, None, None)
+    finally:
+        conn.close()
+    history = store.history(ASSET, "k")
+    assert [(c.value, c.previous) for c in history] == [("first", None), ("second", "first")]
 
 
 def test_without_the_privilege_to_create_it_the_packet_is_sent_instead(store: Store, db_url: str) -> None:

@@ -194,9 +194,11 @@ class _Packet:
         # The statements between BEGIN and COMMIT, as the server-side procedure's body. Each of the set's
         # parameters (the key, the value, the writer, ...) is one user variable, `@es_<name>`, however
         # many statements read it; a statement's literals (e.g. the `1` of `id = 1`) are written in
-        # place. A SELECT keeps its row in the session (INTO) instead of sending it.
-        self._sources: dict[str, int] = {}
-        """Each user variable of the procedure: the first statement that binds it."""
+        # place where they read the same under every sql_mode, else kept in a variable of their own,
+        # `@es_s<i>_<name>`. A SELECT keeps its row in the session (INTO) instead of sending it.
+        self._sources: dict[str, tuple[int, str]] = {}
+        """Each user variable of the procedure (without its `@es_`): the first statement that binds it,
+        and the bind's name there."""
         body = []
         for i, (original, statement) in enumerate(zip(statements, self._statements, strict=True)):
             if i in (0, len(self._statements) - 1):
@@ -212,18 +214,24 @@ class _Packet:
         name = match[1]
         if name is None:
             return "%"
+        variable = name
         if name in statement.literals:
-            return str(escape_item(statement.literals[name], "utf8mb4"))
-        self._sources.setdefault(name, i)
-        return f"@es_{name}"
+            literal = statement.literals[name]
+            # A number, or a word: no quote or backslash whose escaping would depend on the sql_mode.
+            if isinstance(literal, int) or (isinstance(literal, str) and literal.isidentifier()):
+                return str(escape_item(literal, "utf8mb4"))
+            variable = f"s{i}_{name}"
+        self._sources.setdefault(variable, (i, name))
+        return f"@es_{variable}"
 
     def first(self, conn: Connectable, params: Mapping[str, Any]) -> Row | None:
         """(the event's position,) if the set was recorded; None if the claim matched no row."""
         pooled = conn.connection if isinstance(conn, Connection) else conn
         if self._procedure.usable is not False:
-            # The same parameter has the same type (so the same value) in every statement that binds it.
-            bound = {i: self._parameters(i, params) for i in set(self._sources.values())}
-            variables = {name: bound[i][name] for name, i in self._sources.items()}
+            # Each variable's value from the first statement binding it: every statement binding a
+            # parameter binds it with the same type, so the same value (tests/test_dialect_mysql.py).
+            bound = {i: self._parameters(i, params) for i, _ in self._sources.values()}
+            variables = {variable: bound[i][name] for variable, (i, name) in self._sources.items()}
             found = self._procedure.call(pooled, variables)
             if found is not _NO_PROCEDURE:
                 return cast(Row | None, found)
@@ -285,7 +293,7 @@ class _Procedure:
     with the caller's rights, never its creator's, and works on after its creator's account is gone.
 
     A call is one round trip: `SET @es_<parameter> = ..., ...; CALL es_set_<hash>()`, the values in
-    user variables of the session that the body reads where the packet has its placeholders, and one
+    user variables of the session that the body reads where the packet has its parameters, and one
     row back (the final SELECT). An error
     inside rolls the transaction back (the EXIT HANDLER) and is raised again with its own code, so a
     deadlock is still retried like any other. `usable` becomes False, and the packet is sent as it is
@@ -296,7 +304,8 @@ class _Procedure:
     def __init__(
         self, body: Sequence[str], names: Sequence[str], dialect: Dialect, rollback: Prepared
     ) -> None:
-        large = [name for name in names if name.endswith("value")]
+        # The session keeps its variables: those holding a value are cleared, not kept to the next set.
+        copies = [*(f"@es_{name}" for name in names if name.endswith("value")), _PREVIOUS, _DISCARDED]
         self._definition = "\n".join(
             [
                 "BEGIN",
@@ -305,8 +314,7 @@ class _Procedure:
                 *(f"{statement};" for statement in body),
                 f"SET {_EVENTS} = ROW_COUNT();",  # the event's insert is the body's last statement
                 "COMMIT;",
-                # The session keeps its variables: the value's copies are not kept until the next set.
-                "SET " + ", ".join(f"@es_{name} = NULL" for name in large) + ";",
+                "SET " + ", ".join(f"{variable} = NULL" for variable in copies) + ";",
                 f"SELECT {_EVENTS}, LAST_INSERT_ID();",  # LAST_INSERT_ID(): the head's advance
                 "END",
             ]
@@ -411,7 +419,8 @@ _REFUSED = frozenset({1044, 1142, 1227, 1370, 1419})
 _PROCEDURE_ONLY = frozenset({1370, 1449, 1267, 1270, 1271})
 _EVENTS = "@eventstore_events"
 _DISCARDED = "@es_discarded"
-"""Where a SELECT of the procedure's body puts its row (the old value's read sets its own variable)."""
+"""Where a SELECT of the procedure's body puts its row instead of sending it (the old value's read, which
+sets @eventstore_previous as it runs)."""
 
 
 def _renamed(prefix: str, match: re.Match[str]) -> str:
