@@ -205,6 +205,7 @@ class _Packet:
                 continue
             text = _BIND.sub(functools.partial(self._variable, i, statement), statement.sql)
             body.append(f"{text} INTO {_DISCARDED}" if isinstance(original, sa.Select) else text)
+        self._source_statements = sorted({i for i, _ in self._sources.values()})
         self._procedure = _Procedure(body, list(self._sources), dialect, self._rollback)
 
     def _variable(self, i: int, statement: Prepared, match: re.Match[str]) -> str:
@@ -230,7 +231,7 @@ class _Packet:
         if self._procedure.usable is not False:
             # Each variable's value from the first statement binding it: every statement binding a
             # parameter binds it with the same type, so the same value (tests/test_dialect_mysql.py).
-            bound = {i: self._parameters(i, params) for i, _ in self._sources.values()}
+            bound = {i: self._parameters(i, params) for i in self._source_statements}
             variables = {variable: bound[i][name] for variable, (i, name) in self._sources.items()}
             found = self._procedure.call(pooled, variables)
             if found is not _NO_PROCEDURE:
